@@ -1,0 +1,98 @@
+// GRPO advantages and advantage reweighting on the CPU (SPEC 4, 5).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "resrl/advantages_types.hpp"
+#include "resrl/core/group_layout.hpp"
+#include "resrl/core/sample_scores.hpp"
+#include "resrl/core/token_weights_checks.hpp"
+#include "resrl/executor.hpp"
+
+namespace resrl::cpu {
+
+template <class Mask>
+void grpo_advantages(const host_executor&, const sample_scores& scores, const matrix_view<const Mask>& mask,
+                     const grouping& groups, const grpo_params& p, const matrix_view<float>& out) {
+  validate(p);
+  const index_t B = mask.rows, T = mask.cols;
+  RESRL_EXPECTS(B >= 0 && T >= 0, "response_mask: negative shape (", B, ", ", T, ")");
+  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
+  ::resrl::detail::check_scores(scores, B, T);
+  ::resrl::detail::check_grouping(groups, B);
+  ::resrl::detail::check_output_matrix(out, "advantages", B, T);
+
+  std::vector<double> s(static_cast<std::size_t>(B));
+  for (index_t b = 0; b < B; ++b) s[static_cast<std::size_t>(b)] = ::resrl::detail::sample_total(scores, mask, b);
+  ::resrl::detail::workspace_arena measure;
+  ::resrl::detail::build_group_layout(groups, B, measure);
+  std::vector<std::byte> buffer(::resrl::detail::workspace_arena::padded(measure.used()));
+  auto arena = ::resrl::detail::make_aligned_arena(buffer.data(), buffer.size());
+  const auto layout = ::resrl::detail::build_group_layout(groups, B, arena);
+
+  std::vector<double> advantage(static_cast<std::size_t>(B), 0.0);
+  for (index_t g = 0; g < layout.count; ++g) {
+    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
+    double mean = 0.0, std_dev = 1.0;
+    if (n > 1) {
+      for (index_t i = begin; i < end; ++i) mean += s[static_cast<std::size_t>(layout.members[i])];
+      mean /= static_cast<double>(n);
+      double ss = 0.0;
+      for (index_t i = begin; i < end; ++i) {
+        const double d = s[static_cast<std::size_t>(layout.members[i])] - mean;
+        ss += d * d;
+      }
+      std_dev = std::sqrt(ss / static_cast<double>(n - 1));
+    }
+    for (index_t i = begin; i < end; ++i) {
+      const auto b = static_cast<std::size_t>(layout.members[i]);
+      advantage[b] = p.normalize_by_std ? (s[b] - mean) / (std_dev + p.epsilon) : s[b] - mean;
+    }
+  }
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t)
+      out(b, t) = mask(b, t) != Mask(0) ? static_cast<float>(advantage[static_cast<std::size_t>(b)]) : 0.0f;
+}
+
+template <class Mask>
+void reweight_advantages(const host_executor&, const matrix_view<const float>& advantages,
+                         const matrix_view<const Mask>& mask, const sample_scores& scores,
+                         const matrix_view<const float>& token_weights, const advantage_weighting& p,
+                         const matrix_view<float>& out) {
+  validate(p);
+  const index_t B = advantages.rows, T = advantages.cols;
+  RESRL_EXPECTS(B >= 0 && T >= 0, "advantages: negative shape (", B, ", ", T, ")");
+  ::resrl::detail::check_matrix(advantages, "advantages", B, T);
+  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
+  ::resrl::detail::check_scores(scores, B, T);
+  RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B * T == 0,
+                "advantage_weighting.use_token_weights is set but no token_weights were given");
+  if (p.use_token_weights) ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
+  ::resrl::detail::check_output_matrix(out, "reweighted advantages", B, T);
+
+  for (index_t b = 0; b < B; ++b) {
+    const bool positive = ::resrl::detail::sample_total(scores, mask, b) > 0.0;  // SPEC 2
+    for (index_t t = 0; t < T; ++t) {
+      if (mask(b, t) == Mask(0)) {
+        out(b, t) = 0.0f;
+        continue;
+      }
+      const double a = advantages(b, t);
+      if (!std::isfinite(a))
+        ::resrl::detail::raise<non_finite_input>("advantages[", b, ", ", t, "] is ", a,
+                                                 " at a valid token (values must be finite)");
+      double scale = 1.0;
+      if (positive) {
+        scale = p.positive_weight;
+      } else if (p.use_token_weights) {
+        scale = token_weights(b, t);
+        if (!(scale >= 0.0 && scale <= 1.0))
+          ::resrl::detail::raise("token_weights[", b, ", ", t, "] is ", scale, " (expected a weight in [0, 1])");
+      }
+      out(b, t) = static_cast<float>(a * scale);
+    }
+  }
+}
+
+}  // namespace resrl::cpu

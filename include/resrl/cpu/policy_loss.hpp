@@ -1,0 +1,99 @@
+// Clipped policy loss with its gradient on the CPU (SPEC 6).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "resrl/core/aggregation.hpp"
+#include "resrl/core/policy_loss_math.hpp"
+#include "resrl/executor.hpp"
+#include "resrl/policy_loss_types.hpp"
+
+namespace resrl::cpu {
+namespace detail {
+
+template <class Real>
+void check_finite_at(const matrix_view<const Real>& v, index_t b, index_t t, const char* name) {
+  const double x = static_cast<double>(v(b, t));
+  if (!std::isfinite(x))
+    ::resrl::detail::raise<non_finite_input>(name, "[", b, ", ", t, "] is ", x,
+                                             " at a valid token (values must be finite)");
+}
+
+}  // namespace detail
+
+template <class Real, class Mask>
+policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Real, Mask>& in,
+                               const policy_loss_params& p, const policy_loss_gradients<Real>& grad = {}) {
+  using ::resrl::detail::check_matrix;
+  using ::resrl::detail::check_output_matrix;
+  validate(p);
+  const index_t B = in.logp.rows, T = in.logp.cols;
+  RESRL_EXPECTS(B >= 0 && T >= 0, "logp: negative shape (", B, ", ", T, ")");
+  check_matrix(in.logp, "logp", B, T);
+  check_matrix(in.old_logp, "old_logp", B, T);
+  check_matrix(in.advantages, "advantages", B, T);
+  check_matrix(in.response_mask, "response_mask", B, T);
+  if (in.entropy.present()) check_matrix(in.entropy, "entropy", B, T);
+  if (in.ref_logp.present()) check_matrix(in.ref_logp, "ref_logp", B, T);
+  RESRL_EXPECTS(p.entropy_coeff == 0.0 || in.entropy.present(), "policy_loss_params.entropy_coeff is ",
+                p.entropy_coeff, " but no entropy input was given");
+  RESRL_EXPECTS(p.kl_coeff == 0.0 || in.ref_logp.present(), "policy_loss_params.kl_coeff is ", p.kl_coeff,
+                " but no ref_logp input was given");
+  if (grad.dlogp.present()) check_output_matrix(grad.dlogp, "gradients.dlogp", B, T);
+  if (grad.dentropy.present()) check_output_matrix(grad.dentropy, "gradients.dentropy", B, T);
+
+  const auto valid = [&](index_t b, index_t t) { return in.response_mask(b, t) != Mask(0); };
+  std::vector<index_t> row_tokens(static_cast<std::size_t>(B), 0);
+  index_t total = 0;
+  for (index_t b = 0; b < B; ++b) {
+    for (index_t t = 0; t < T; ++t)
+      if (valid(b, t)) ++row_tokens[static_cast<std::size_t>(b)];
+    total += row_tokens[static_cast<std::size_t>(b)];
+  }
+
+  policy_loss_result r;
+  r.tokens = total;
+  double clipped = 0, clipped_lower = 0, kl_sum = 0;
+  for (index_t b = 0; b < B; ++b) {
+    const double w = ::resrl::detail::aggregation_weight(p.aggregation, row_tokens[static_cast<std::size_t>(b)],
+                                                         total, B, T);
+    for (index_t t = 0; t < T; ++t) {
+      if (!valid(b, t)) {
+        if (grad.dlogp.present()) grad.dlogp(b, t) = Real(0);
+        if (grad.dentropy.present()) grad.dentropy(b, t) = Real(0);
+        continue;
+      }
+      detail::check_finite_at(in.logp, b, t, "logp");
+      detail::check_finite_at(in.old_logp, b, t, "old_logp");
+      detail::check_finite_at(in.advantages, b, t, "advantages");
+      const auto tok = ::resrl::detail::ppo_token_loss(in.logp(b, t), in.old_logp(b, t), in.advantages(b, t), p);
+      r.pg_loss += w * tok.loss;
+      clipped += tok.clipped ? 1.0 : 0.0;
+      clipped_lower += tok.clipped_lower ? 1.0 : 0.0;
+      kl_sum -= tok.negative_approx_kl;
+      double dlogp = tok.dloss_dlogp;
+      if (in.entropy.present()) {
+        detail::check_finite_at(in.entropy, b, t, "entropy");
+        r.entropy += w * static_cast<double>(in.entropy(b, t));
+      }
+      if (in.ref_logp.present()) {
+        detail::check_finite_at(in.ref_logp, b, t, "ref_logp");
+        const auto kl = ::resrl::detail::kl_token(p.kl, in.logp(b, t), in.ref_logp(b, t));
+        r.kl_loss += w * kl.value;
+        dlogp += p.kl_coeff * kl.slope;
+      }
+      if (grad.dlogp.present()) grad.dlogp(b, t) = static_cast<Real>(w * dlogp);
+      if (grad.dentropy.present()) grad.dentropy(b, t) = static_cast<Real>(-p.entropy_coeff * w);
+    }
+  }
+  if (total > 0) {
+    r.clipfrac = clipped / static_cast<double>(total);
+    r.clipfrac_lower = clipped_lower / static_cast<double>(total);
+    r.ppo_kl = kl_sum / static_cast<double>(total);
+  }
+  r.loss = r.pg_loss - p.entropy_coeff * r.entropy + p.kl_coeff * r.kl_loss;
+  return r;
+}
+
+}  // namespace resrl::cpu

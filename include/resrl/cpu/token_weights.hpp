@@ -1,0 +1,339 @@
+// ResRL token weights on the CPU (SPEC 3). Groups are handled one after the
+// other; the work inside a group (layer norm, GEMMs, residual pass) runs on
+// the OpenMP team in fixed chunks.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "resrl/core/group_layout.hpp"
+#include "resrl/core/random.hpp"
+#include "resrl/core/sample_scores.hpp"
+#include "resrl/core/token_weight_math.hpp"
+#include "resrl/core/token_weights_checks.hpp"
+#include "resrl/core/workspace_arena.hpp"
+#include "resrl/cpu/blocked_gemm.hpp"
+#include "resrl/cpu/layer_norm.hpp"
+#include "resrl/cpu/parallel.hpp"
+#include "resrl/cpu/quantile.hpp"
+#include "resrl/cpu/subspace_exact.hpp"
+#include "resrl/cpu/subspace_randomized.hpp"
+#include "resrl/executor.hpp"
+#include "resrl/token_weights_types.hpp"
+
+namespace resrl::cpu {
+namespace detail {
+
+using ::resrl::detail::workspace_arena;
+
+/// Arithmetic type of the math: double for double inputs, float otherwise.
+template <class Hidden>
+using compute_t = std::conditional_t<std::is_same_v<Hidden, double>, double, float>;
+
+struct token_entry {
+  std::uint64_t key;  // subsampling key
+  index_t token;      // b * T + t
+};
+
+/// Every buffer of one call, carved from the workspace.
+template <class C>
+struct token_weight_plan {
+  ::resrl::detail::group_layout layout;
+  std::uint8_t* positive = nullptr;        // B: 1 for a positive sample
+  token_entry* positive_tokens = nullptr;  // candidate positive tokens
+  index_t* negative_tokens = nullptr;      // valid negative tokens (b * T + t)
+  float* negative_distances = nullptr;     // their residual distances
+  float* quantile_scratch = nullptr;       // reordered copy for selection
+  C* positives = nullptr;                  // (used x H) centred layer-normed positive tokens
+  double* column_sums = nullptr;           // H
+  C* mean = nullptr;                       // H: mu
+  C* basis = nullptr;                      // (H x k) V
+  randomized_scratch<C> sketch;            // randomized solver only
+  C* chunk_rows = nullptr;                 // threads x (token_chunk x H)
+  C* chunk_projections = nullptr;          // threads x (token_chunk x k)
+};
+
+struct plan_shape {
+  index_t batch = 0, tokens = 0, features = 0;
+  index_t max_group = 0;  // samples in the largest group
+  int threads = 1;
+};
+
+template <class C>
+token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, const token_weight_params& p) {
+  using ::resrl::detail::group_rank;
+  using ::resrl::detail::sketch_columns;
+  token_weight_plan<C> plan;
+  const auto n = [](index_t v) { return static_cast<std::size_t>(std::max<index_t>(v, 0)); };
+  const index_t cap_tokens = s.max_group * s.tokens;
+  const index_t max_used = std::min(p.max_positive_tokens, cap_tokens);
+  const index_t max_rank = std::max<index_t>(1, group_rank(p.rank, max_used, s.features));
+  plan.positive = arena.take<std::uint8_t>(n(s.batch));
+  plan.positive_tokens = arena.take<token_entry>(n(cap_tokens));
+  plan.negative_tokens = arena.take<index_t>(n(cap_tokens));
+  plan.negative_distances = arena.take<float>(n(cap_tokens));
+  plan.quantile_scratch = arena.take<float>(n(cap_tokens));
+  plan.positives = arena.take<C>(n(max_used * s.features));
+  plan.column_sums = arena.take<double>(n(s.features));
+  plan.mean = arena.take<C>(n(s.features));
+  plan.basis = arena.take<C>(n(s.features * max_rank));
+  if (p.solver == subspace_solver::randomized) {
+    const index_t q = std::max<index_t>(1, sketch_columns(max_rank, p.oversampling, max_used, s.features));
+    plan.sketch.tokens_a = arena.take<C>(n(max_used * q));
+    plan.sketch.tokens_b = arena.take<C>(n(max_used * q));
+    plan.sketch.features_a = arena.take<C>(n(s.features * q));
+    plan.sketch.features_b = arena.take<C>(n(s.features * q));
+  }
+  plan.chunk_rows = arena.take<C>(n(s.threads * tuning::token_chunk * s.features));
+  plan.chunk_projections = arena.take<C>(n(s.threads * tuning::token_chunk * max_rank));
+  return plan;
+}
+
+template <class Mask>
+bool is_valid_token(const matrix_view<const Mask>& mask, const matrix_view<const std::uint8_t>& excluded,
+                    index_t b, index_t t) {
+  return mask(b, t) != Mask(0) && !(excluded.present() && excluded(b, t) != 0);
+}
+
+/// Marks positive samples (SPEC 2); throws on a non-finite score.
+template <class Mask>
+void classify_samples(const sample_scores& scores, const matrix_view<const Mask>& mask, std::uint8_t* positive) {
+  for (index_t b = 0; b < mask.rows; ++b) positive[b] = ::resrl::detail::sample_total(scores, mask, b) > 0.0 ? 1 : 0;
+}
+
+[[noreturn]] inline void raise_non_finite_hidden(index_t flat, index_t tokens) {
+  ::resrl::detail::raise<non_finite_input>("hidden: NaN or Inf in the hidden state of sample ", flat / tokens,
+                                           ", token ", flat % tokens, " (hidden states must be finite)");
+}
+
+/// Keeps `keep` of the `count` candidates, uniformly at random without
+/// replacement: those with the smallest keys, a pure function of
+/// (seed, b, t), so the choice does not depend on threads or backend. The
+/// kept tokens end up first, in batch order.
+inline void subsample_tokens(token_entry* candidates, index_t count, index_t keep, index_t T, std::uint64_t seed) {
+  using ::resrl::detail::random_bits;
+  using ::resrl::detail::random_stream;
+  for (index_t i = 0; i < count; ++i) {
+    const auto token = static_cast<std::uint64_t>(candidates[i].token);
+    candidates[i].key = random_bits(seed, random_stream::positive_subsample, token / static_cast<std::uint64_t>(T),
+                                    token % static_cast<std::uint64_t>(T));
+  }
+  const auto by_key = [](const token_entry& a, const token_entry& b) {
+    return a.key != b.key ? a.key < b.key : a.token < b.token;
+  };
+  std::nth_element(candidates, candidates + keep, candidates + count, by_key);
+  std::sort(candidates, candidates + keep,
+            [](const token_entry& a, const token_entry& b) { return a.token < b.token; });
+}
+
+/// Layer-normalises and centres the kept positive tokens into plan.positives
+/// and their mean into plan.mean (SPEC 3 steps 3-4).
+template <class Hidden, class C>
+void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
+                             index_t used, const token_weight_plan<C>& plan) {
+  const index_t T = hidden.tokens, H = hidden.features;
+  row_major_map<C> P(plan.positives, used, H);
+  first_index bad;
+  parallel_chunks(threads, chunk_count(used, tuning::token_chunk), [&](index_t c, int) {
+    const index_t end = std::min(used, (c + 1) * tuning::token_chunk);
+    for (index_t i = c * tuning::token_chunk; i < end; ++i) {
+      const index_t token = tokens[i].token;
+      if (!layer_norm_row(hidden.row(token / T, token % T), H, &P(i, 0))) bad.report(token);
+    }
+  });
+  if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
+  // Column means in double, one feature chunk per task so that each sum runs
+  // over the tokens in one fixed order.
+  parallel_chunks(threads, chunk_count(H, tuning::feature_chunk), [&](index_t c, int) {
+    const index_t h0 = c * tuning::feature_chunk, h1 = std::min(H, h0 + tuning::feature_chunk);
+    for (index_t h = h0; h < h1; ++h) plan.column_sums[h] = 0.0;
+    for (index_t i = 0; i < used; ++i)
+      for (index_t h = h0; h < h1; ++h) plan.column_sums[h] += static_cast<double>(P(i, h));
+    for (index_t h = h0; h < h1; ++h) plan.mean[h] = static_cast<C>(plan.column_sums[h] / static_cast<double>(used));
+  });
+  const Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
+  parallel_chunks(threads, chunk_count(used, tuning::token_chunk), [&](index_t c, int) {
+    const index_t r0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, used - r0);
+    P.middleRows(r0, n).rowwise() -= mu;
+  });
+}
+
+/// Residual distance ||r||^2 / H of every valid negative token (SPEC 3 step
+/// 6), using ||r||^2 = ||h||^2 - ||V^T h||^2: a chunk of tokens is
+/// normalised into a per-thread buffer and projected with one GEMM.
+template <class Hidden, class C>
+void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, index_t count, index_t rank,
+                        const token_weight_plan<C>& plan) {
+  const index_t T = hidden.tokens, H = hidden.features;
+  const col_major_map<C> V(plan.basis, H, rank);
+  const Eigen::Map<const Eigen::Array<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
+  first_index bad;
+  parallel_chunks(threads, chunk_count(count, tuning::token_chunk), [&](index_t c, int thread) {
+    const index_t i0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, count - i0);
+    row_major_map<C> rows(plan.chunk_rows + thread * tuning::token_chunk * H, n, H);
+    col_major_map<C> proj(plan.chunk_projections + thread * tuning::token_chunk * rank, n, rank);
+    double squared_norm[tuning::token_chunk];
+    bool chunk_ok = true;
+    for (index_t i = 0; i < n; ++i) {
+      const index_t token = plan.negative_tokens[i0 + i];
+      if (!layer_norm_row(hidden.row(token / T, token % T), H, &rows(i, 0))) {
+        bad.report(token);
+        chunk_ok = false;
+        continue;
+      }
+      auto h = rows.row(i).array();
+      h -= mu;
+      squared_norm[i] = h.template cast<double>().square().sum();
+    }
+    if (!chunk_ok) return;
+    proj.noalias() = rows * V;
+    for (index_t i = 0; i < n; ++i) {
+      const double residual = squared_norm[i] - proj.row(i).template cast<double>().squaredNorm();
+      // ||r||^2 >= 0 exactly; cancellation may leave a rounding-sized negative.
+      plan.negative_distances[i0 + i] = static_cast<float>(std::max(residual, 0.0) / static_cast<double>(H));
+    }
+  });
+  if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
+}
+
+/// One prompt group: fills its diagnostics and, unless it is skipped, the
+/// weights and distances of its valid negative tokens.
+template <class Hidden, class Mask, class C>
+group_diagnostics process_group(int threads, const token_weight_inputs<Hidden, Mask>& in,
+                                const token_weight_params& p, const token_weight_outputs& out,
+                                const token_weight_plan<C>& plan, index_t g) {
+  using ::resrl::detail::group_rank;
+  const index_t T = in.hidden.tokens, H = in.hidden.features;
+  const auto& layout = plan.layout;
+  group_diagnostics d;
+  d.group_id = layout.ids[g];
+  index_t positive_count = 0, negative_count = 0;
+  for (index_t i = layout.offsets[g]; i < layout.offsets[g + 1]; ++i) {
+    const index_t b = layout.members[i];
+    if (plan.positive[b]) {
+      ++d.positive_samples;
+      for (index_t t = 0; t < T; ++t)
+        if (is_valid_token(in.response_mask, in.excluded, b, t))
+          plan.positive_tokens[positive_count++] = {0, b * T + t};
+    } else {
+      ++d.negative_samples;
+      for (index_t t = 0; t < T; ++t)
+        if (is_valid_token(in.response_mask, in.excluded, b, t)) plan.negative_tokens[negative_count++] = b * T + t;
+    }
+  }
+  d.positive_tokens = positive_count;
+  d.negative_tokens = negative_count;
+  const auto skip = [&](skip_reason why) {
+    d.skipped = why;
+    return d;
+  };
+  if (d.positive_samples == 0) return skip(skip_reason::no_positive_samples);
+  if (d.negative_samples == 0) return skip(skip_reason::no_negative_samples);
+  if (positive_count < token_weight_constants::min_positive_tokens)
+    return skip(skip_reason::too_few_positive_tokens);
+  if (negative_count == 0) return skip(skip_reason::no_negative_tokens);
+  const index_t used = std::min(positive_count, p.max_positive_tokens);
+  const index_t k = group_rank(p.rank, used, H);
+  if (k < 1) return skip(skip_reason::rank_below_one);
+  if (used < positive_count) subsample_tokens(plan.positive_tokens, positive_count, used, T, p.seed);
+  d.positive_tokens_used = used;
+  d.rank = static_cast<std::int32_t>(k);
+
+  build_centred_positives(threads, in.hidden, plan.positive_tokens, used, plan);
+  const row_major_map<C> P(plan.positives, used, H);
+  col_major_map<C> V(plan.basis, H, k);
+  if (p.solver == subspace_solver::exact) {
+    exact_subspace(P, k, V);
+  } else {
+    const index_t q = ::resrl::detail::sketch_columns(k, p.oversampling, used, H);
+    randomized_subspace(threads, P, k, q, p.power_iterations, p.seed, static_cast<std::uint64_t>(d.group_id),
+                        plan.sketch, V);
+  }
+  negative_distances(threads, in.hidden, negative_count, k, plan);
+
+  std::copy(plan.negative_distances, plan.negative_distances + negative_count, plan.quantile_scratch);
+  const double low = select_quantile(plan.quantile_scratch, negative_count, p.quantile_low);
+  const double high = select_quantile(plan.quantile_scratch, negative_count, p.quantile_high);
+  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, p.min_weight);
+  double weight_sum = 0.0, distance_sum = 0.0;
+  float weight_min = 1.0f, weight_max = 0.0f;
+  for (index_t i = 0; i < negative_count; ++i) {
+    const index_t token = plan.negative_tokens[i];
+    const float distance = plan.negative_distances[i];
+    const float w = to_weight(distance);
+    out.weights(token / T, token % T) = w;
+    if (out.distances.present()) out.distances(token / T, token % T) = distance;
+    weight_sum += w;
+    distance_sum += distance;
+    weight_min = std::min(weight_min, w);
+    weight_max = std::max(weight_max, w);
+  }
+  d.quantile_low_value = static_cast<float>(low);
+  d.quantile_high_value = static_cast<float>(high);
+  d.degenerate_range = to_weight.degenerate ? 1 : 0;
+  d.weight_mean = static_cast<float>(weight_sum / static_cast<double>(negative_count));
+  d.weight_min = weight_min;
+  d.weight_max = weight_max;
+  d.distance_mean = static_cast<float>(distance_sum / static_cast<double>(negative_count));
+  return d;
+}
+
+template <class Hidden, class Mask>
+plan_shape shape_of(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in, index_t max_group) {
+  return {in.hidden.batch, in.hidden.tokens, in.hidden.features, max_group, resolve_threads(exec)};
+}
+
+}  // namespace detail
+
+/// Bytes of workspace `token_weights` needs for these inputs and settings
+/// (reads the group ids; the tensors themselves are not touched).
+template <class Hidden, class Mask>
+std::size_t token_weights_workspace_size(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
+                                         const token_weight_params& params) {
+  validate(params);
+  ::resrl::detail::check_token_weight_inputs(in);
+  detail::workspace_arena measure;
+  ::resrl::detail::build_group_layout(in.groups, in.hidden.batch, measure);
+  const index_t max_group = ::resrl::detail::max_group_size(in.groups, in.hidden.batch);
+  detail::carve_plan<detail::compute_t<Hidden>>(measure, detail::shape_of(exec, in, max_group), params);
+  return detail::workspace_arena::padded(measure.used());
+}
+
+/// Computes the token weights of one micro-batch (see resrl/token_weights.hpp).
+template <class Hidden, class Mask>
+void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
+                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
+  using C = detail::compute_t<Hidden>;
+  validate(params);
+  ::resrl::detail::check_token_weight_inputs(in);
+  const index_t B = in.hidden.batch, T = in.hidden.tokens;
+  ::resrl::detail::check_token_weight_outputs(out, B, T);
+  if (ws.data == nullptr) {
+    std::vector<std::byte> owned(::resrl::cpu::token_weights_workspace_size(exec, in, params));
+    ::resrl::cpu::token_weights(exec, in, params, out, workspace_view{owned.data(), owned.size()});
+    return;
+  }
+  auto arena = ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
+  const auto layout = ::resrl::detail::build_group_layout(in.groups, B, arena);
+  ::resrl::detail::check_diagnostics_capacity(out, layout.count);
+  auto plan = detail::carve_plan<C>(arena, detail::shape_of(exec, in, layout.max_size), params);
+  plan.layout = layout;
+
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) {
+      out.weights(b, t) = 1.0f;
+      if (out.distances.present()) out.distances(b, t) = std::numeric_limits<float>::quiet_NaN();
+    }
+  detail::classify_samples(in.scores, in.response_mask, plan.positive);
+  const int threads = detail::resolve_threads(exec);
+  for (index_t g = 0; g < layout.count; ++g) {
+    const group_diagnostics d = detail::process_group(threads, in, params, out, plan, g);
+    if (out.diagnostics) out.diagnostics[g] = d;
+  }
+}
+
+}  // namespace resrl::cpu

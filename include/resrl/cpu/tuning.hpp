@@ -1,0 +1,16 @@
+// Block sizes of the CPU backend. They fix how work is cut, never how many
+// threads do it, so changing them may change rounding but thread counts
+// never do.
+#pragma once
+
+#include "resrl/views.hpp"
+
+namespace resrl::cpu::tuning {
+
+/// Tokens per chunk in the layer-norm and residual passes and in GEMMs that
+/// run over tokens.
+inline constexpr index_t token_chunk = 128;
+/// Features per chunk in GEMMs that reduce over tokens (P^T Q).
+inline constexpr index_t feature_chunk = 256;
+
+}  // namespace resrl::cpu::tuning

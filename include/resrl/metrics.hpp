@@ -1,0 +1,118 @@
+// Evaluation metrics of the paper (SPEC 8) and run diagnostics (SPEC 9).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "resrl/core/sample_scores.hpp"
+#include "resrl/token_weights_types.hpp"
+
+namespace resrl {
+
+/// Unbiased Pass@k from n samples with c correct: 1 - C(n - c, k) / C(n, k),
+/// evaluated as 1 - prod_{i = n-c+1}^{n} (1 - k / i) in log space.
+inline double pass_at_k(std::int64_t n, std::int64_t c, std::int64_t k) {
+  RESRL_EXPECTS(n >= 1, "pass_at_k: n must be >= 1, got ", n);
+  RESRL_EXPECTS(c >= 0 && c <= n, "pass_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
+  RESRL_EXPECTS(k >= 1 && k <= n, "pass_at_k: k must be in [1, n] = [1, ", n, "], got ", k);
+  if (n - c < k) return 1.0;
+  double log_fail = 0.0;  // log C(n - c, k) / C(n, k)
+  for (std::int64_t i = n - c + 1; i <= n; ++i) log_fail += std::log1p(-static_cast<double>(k) / static_cast<double>(i));
+  return -std::expm1(log_fail);
+}
+
+/// Avg@k: mean accuracy over the n samples of one problem.
+inline double avg_at_k(std::int64_t n, std::int64_t c) {
+  RESRL_EXPECTS(n >= 1, "avg_at_k: n must be >= 1, got ", n);
+  RESRL_EXPECTS(c >= 0 && c <= n, "avg_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
+  return static_cast<double>(c) / static_cast<double>(n);
+}
+
+/// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
+inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
+                             const vector_view<const std::int64_t>& correct, std::int64_t k) {
+  detail::check_vector(correct, "correct", samples.size);
+  RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
+  double sum = 0.0;
+  for (index_t i = 0; i < samples.size; ++i) sum += pass_at_k(samples[i], correct[i], k);
+  return sum / static_cast<double>(samples.size);
+}
+
+/// Lazy Likelihood Displacement monitor: how the summed log-likelihood of
+/// positive responses moved between the old and the current policy.
+struct likelihood_displacement {
+  double mean_change = 0.0;         ///< mean over positive samples of sum_t (logp - old_logp)
+  double fraction_decreased = 0.0;  ///< positive samples whose likelihood fell
+  std::int64_t positive_samples = 0;
+};
+
+template <class Real, class Mask>
+likelihood_displacement positive_likelihood_displacement(const matrix_view<const Real>& logp,
+                                                         const matrix_view<const Real>& old_logp,
+                                                         const matrix_view<const Mask>& mask,
+                                                         const sample_scores& scores) {
+  const index_t B = logp.rows, T = logp.cols;
+  detail::check_matrix(logp, "logp", B, T);
+  detail::check_matrix(old_logp, "old_logp", B, T);
+  detail::check_matrix(mask, "response_mask", B, T);
+  detail::check_scores(scores, B, T);
+  likelihood_displacement r;
+  double decreased = 0.0;
+  for (index_t b = 0; b < B; ++b) {
+    if (!(detail::sample_total(scores, mask, b) > 0.0)) continue;
+    double change = 0.0;
+    for (index_t t = 0; t < T; ++t) {
+      if (mask(b, t) == Mask(0)) continue;
+      const double d = static_cast<double>(logp(b, t)) - static_cast<double>(old_logp(b, t));
+      if (!std::isfinite(d))
+        detail::raise<non_finite_input>("logp - old_logp at [", b, ", ", t, "] is ", d, " (values must be finite)");
+      change += d;
+    }
+    ++r.positive_samples;
+    r.mean_change += change;
+    decreased += change < 0.0 ? 1.0 : 0.0;
+  }
+  if (r.positive_samples > 0) {
+    r.mean_change /= static_cast<double>(r.positive_samples);
+    r.fraction_decreased = decreased / static_cast<double>(r.positive_samples);
+  }
+  return r;
+}
+
+/// Batch view of the per-group diagnostics of a token-weight call.
+struct token_weight_summary {
+  std::int64_t groups = 0;
+  std::int64_t weighted_groups = 0;      ///< groups not skipped
+  std::int64_t positive_samples = 0;
+  std::int64_t negative_samples = 0;
+  double positive_sample_ratio = 0.0;    ///< positive / all samples
+  std::int64_t weighted_tokens = 0;      ///< negative tokens of weighted groups
+  double mean_weight = 1.0;              ///< over those tokens
+  float min_weight = 1.0f;
+  float max_weight = 1.0f;
+};
+
+inline token_weight_summary summarize(const group_diagnostics* groups, index_t count) {
+  RESRL_EXPECTS(groups != nullptr || count == 0, "summarize: null diagnostics for ", count, " groups");
+  token_weight_summary s;
+  s.groups = count;
+  double weight_sum = 0.0;
+  for (index_t g = 0; g < count; ++g) {
+    const auto& d = groups[g];
+    s.positive_samples += d.positive_samples;
+    s.negative_samples += d.negative_samples;
+    if (d.skipped != skip_reason::none) continue;
+    ++s.weighted_groups;
+    s.weighted_tokens += d.negative_tokens;
+    weight_sum += static_cast<double>(d.weight_mean) * static_cast<double>(d.negative_tokens);
+    s.min_weight = s.weighted_groups == 1 ? d.weight_min : std::min(s.min_weight, d.weight_min);
+    s.max_weight = s.weighted_groups == 1 ? d.weight_max : std::max(s.max_weight, d.weight_max);
+  }
+  const std::int64_t samples = s.positive_samples + s.negative_samples;
+  if (samples > 0) s.positive_sample_ratio = static_cast<double>(s.positive_samples) / static_cast<double>(samples);
+  if (s.weighted_tokens > 0) s.mean_weight = weight_sum / static_cast<double>(s.weighted_tokens);
+  return s;
+}
+
+}  // namespace resrl
