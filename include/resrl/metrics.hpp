@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "resrl/core/sample_scores.hpp"
+#include "resrl/core/token_weights_checks.hpp"  // check_scores
 #include "resrl/token_weights_types.hpp"
 
 namespace resrl {
@@ -32,6 +33,7 @@ inline double avg_at_k(std::int64_t n, std::int64_t c) {
 /// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
 inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
                              const vector_view<const std::int64_t>& correct, std::int64_t k) {
+  detail::check_vector(samples, "samples", samples.size);
   detail::check_vector(correct, "correct", samples.size);
   RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
   double sum = 0.0;

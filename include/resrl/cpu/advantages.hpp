@@ -68,7 +68,8 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
   ::resrl::detail::check_scores(scores, B, T);
   RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B * T == 0,
                 "advantage_weighting.use_token_weights is set but no token_weights were given");
-  if (p.use_token_weights) ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
+  if (p.use_token_weights && token_weights.present())
+    ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
   ::resrl::detail::check_output_matrix(out, "reweighted advantages", B, T);
 
   for (index_t b = 0; b < B; ++b) {
