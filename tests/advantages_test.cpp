@@ -1,5 +1,5 @@
-// GRPO outcome advantages (SPEC 5) and their reweighting into GRPO,
-// W-REINFORCE, NSR and ResRL advantages (SPEC 4). Expected values are worked
+// GRPO outcome advantages (spec §5) and their reweighting into GRPO,
+// W-REINFORCE, NSR and ResRL advantages (spec §4). Expected values are worked
 // out by hand in double; outputs are float, hence the 1e-6 tolerance.
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Clipped policy loss (SPEC 6): hand-computed cases, an independent
+// Clipped policy loss (spec §6): hand-computed cases, an independent
 // double-precision transcription of verl's compute_policy_loss / kl_penalty /
 // agg_loss, and gradients against central finite differences.
 #include <algorithm>

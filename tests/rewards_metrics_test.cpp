@@ -1,5 +1,5 @@
-// Length-scaled reward (SPEC 7), evaluation metrics (SPEC 8), diagnostics
-// (SPEC 9) and the think-span mask (SPEC 3, optional).
+// Length-scaled reward (spec §7), evaluation metrics (spec §8), diagnostics
+// (spec §9) and the think-span mask (spec §3, optional).
 #include <cmath>
 #include <cstdint>
 #include <limits>

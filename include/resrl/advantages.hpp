@@ -1,5 +1,5 @@
-// GRPO outcome advantages (SPEC 5) and the reweighting that turns them into
-// GRPO, W-REINFORCE, NSR or ResRL advantages (SPEC 4).
+// GRPO outcome advantages (spec §5) and the reweighting that turns them into
+// GRPO, W-REINFORCE, NSR or ResRL advantages (spec §4).
 //
 //   grpo_advantages:     A[b, t] = (s_b - mean_g) / (std_g + eps) on valid
 //                        tokens (std unbiased; a group of one has mean 0,

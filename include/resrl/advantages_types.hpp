@@ -1,11 +1,11 @@
-// Settings of the advantage computations (SPEC 4 and 5).
+// Settings of the advantage computations (spec §4, §5).
 #pragma once
 
 #include "resrl/core/error.hpp"
 
 namespace resrl {
 
-/// GRPO outcome advantage (SPEC 5): per group, (s - mean) / (std + eps) with
+/// GRPO outcome advantage (spec §5): per group, (s - mean) / (std + eps) with
 /// the unbiased std, or s - mean when normalize_by_std is off (Dr. GRPO).
 struct grpo_params {
   bool normalize_by_std = true;
@@ -16,7 +16,7 @@ inline void validate(const grpo_params& p) {
   RESRL_EXPECTS(p.epsilon >= 0.0 && p.epsilon == p.epsilon, "grpo_params.epsilon must be >= 0, got ", p.epsilon);
 }
 
-/// How advantages are rescaled before the policy loss (SPEC 4):
+/// How advantages are rescaled before the policy loss (spec §4):
 /// A' = A * positive_weight on positive responses, A * w (token weights) or A
 /// on negative ones, 0 where masked. The four methods of the paper are
 /// presets.

@@ -22,7 +22,7 @@ struct grouping {
 };
 
 /// Outcome scores. A response is positive iff its summed score over its
-/// masked tokens is > 0 (SPEC 2). Give either `per_sample` (B) or
+/// masked tokens is > 0 (spec §2). Give either `per_sample` (B) or
 /// `per_token` (B, T); per-sample scores are used as they are.
 struct sample_scores {
   vector_view<const float> per_sample{};

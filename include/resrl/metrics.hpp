@@ -1,4 +1,4 @@
-// Evaluation metrics of the paper (SPEC 8) and run diagnostics (SPEC 9).
+// Evaluation metrics of the paper (spec §8) and run diagnostics (spec §9).
 #pragma once
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Clipped PPO policy loss (SPEC 6) with the exact gradient with respect to
+// Clipped PPO policy loss (spec §6) with the exact gradient with respect to
 // per-token log-probabilities, for trainers without autograd.
 //
 // Per valid token: ratio = exp(clamp(logp - old_logp, -20, 20));

@@ -1,4 +1,4 @@
-// Settings, inputs and results of the clipped policy loss (SPEC 6).
+// Settings, inputs and results of the clipped policy loss (spec §6).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Length-scaled outcome reward of the reference reward manager (SPEC 7).
+// Length-scaled outcome reward of the reference reward manager (spec §7).
 #pragma once
 
 #include "resrl/core/error.hpp"

@@ -1,4 +1,4 @@
-// Think-span exclusion mask (SPEC 3, optional): marks every position from a
+// Think-span exclusion mask (spec §3, optional): marks every position from a
 // think-open token through the matching think-close token, both included,
 // so token_weights can leave them out of the subspace and the quantiles.
 #pragma once

@@ -1,4 +1,4 @@
-// ResRL token weights (SPEC 3): the public entry points.
+// ResRL token weights (docs/spec.md §3): the public entry points.
 //
 // For every prompt group, the hidden states of the positive responses span a
 // rank-k subspace; each valid token of a negative response is weighted by its

@@ -1,5 +1,5 @@
 // Parameters, inputs, outputs and diagnostics of the ResRL token weights
-// (SPEC 3). Shared by every backend.
+// (spec §3). Shared by every backend.
 #pragma once
 
 #include <cmath>
@@ -38,7 +38,7 @@ struct token_weight_params {
   std::uint64_t seed = 0;              ///< seeds subsampling and the sketch
 };
 
-/// Constants of SPEC 3 that are not settings.
+/// Constants of spec §3 that are not settings.
 namespace token_weight_constants {
 inline constexpr double layer_norm_eps = 1e-5;
 inline constexpr index_t min_positive_tokens = 4;
@@ -103,7 +103,7 @@ inline const char* to_string(skip_reason r) {
   return "unknown";
 }
 
-/// What happened in one prompt group (SPEC 9). Plain data so that a device
+/// What happened in one prompt group (spec §9). Plain data so that a device
 /// backend can write it.
 struct group_diagnostics {
   std::int64_t group_id = 0;

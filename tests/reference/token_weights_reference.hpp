@@ -1,4 +1,4 @@
-// Independent double-precision transcription of SPEC 3 for tests: plain
+// Independent double-precision transcription of spec §3 for tests: plain
 // loops, a full sort for quantiles, Eigen's JacobiSVD for the exact subspace
 // and the projection V V^T h materialised. It shares no code with the
 // library beyond the public parameter struct.
@@ -60,7 +60,7 @@ inline double quantile_linear(std::vector<double> v, double q) {
   return v[i] + (pos - static_cast<double>(i)) * (v[i + 1] - v[i]);
 }
 
-/// SPEC 3 with the exact subspace; no subsampling (M must be <= max_positive_tokens).
+/// spec §3 with the exact subspace; no subsampling (M must be <= max_positive_tokens).
 inline result token_weights(const batch& in, const resrl::token_weight_params& p) {
   result r;
   r.weights.assign(static_cast<std::size_t>(in.B * in.T), 1.0);

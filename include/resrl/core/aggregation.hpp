@@ -1,4 +1,4 @@
-// Weights that turn per-token values into one aggregated number (SPEC 6):
+// Weights that turn per-token values into one aggregated number (spec §6):
 // agg(x) = sum over valid tokens of weight(b) * x[b, t]. The weight depends
 // only on the token's sequence, so one pass over the mask gives all of them.
 #pragma once

@@ -1,5 +1,5 @@
 // Per-token formulas of the clipped policy loss and the KL estimators
-// (SPEC 6) with their exact derivatives, shared by the host and device code.
+// (spec §6) with their exact derivatives, shared by the host and device code.
 // Derivatives follow autograd's conventions: a clamp passes the gradient on
 // its closed interval and blocks it outside; max/min of two equal values
 // splits the gradient evenly.

@@ -1,4 +1,4 @@
-// Outcome score of one response (SPEC 2): the per-sample score, or the sum
+// Outcome score of one response (spec §2): the per-sample score, or the sum
 // of its token-level scores over valid tokens. Host memory only.
 #pragma once
 

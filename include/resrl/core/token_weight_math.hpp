@@ -1,4 +1,4 @@
-// Scalar formulas of SPEC 3 steps 7-8, shared by the host and device code.
+// Scalar formulas of spec §3 steps 7-8, shared by the host and device code.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +54,7 @@ RESRL_HD inline distance_to_weight make_distance_to_weight(double low, double hi
   return map;
 }
 
-/// k_g = min(k, M - 1, H) (SPEC 3 step 5).
+/// k_g = min(k, M - 1, H) (spec §3 step 5).
 RESRL_HD inline index_t group_rank(index_t rank, index_t positive_tokens_used, index_t features) {
   index_t k = rank;
   if (positive_tokens_used - 1 < k) k = positive_tokens_used - 1;

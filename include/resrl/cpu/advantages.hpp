@@ -1,4 +1,4 @@
-// GRPO advantages and advantage reweighting on the CPU (SPEC 4, 5).
+// GRPO advantages and advantage reweighting on the CPU (spec §4, §5).
 #pragma once
 
 #include <cmath>
@@ -73,7 +73,7 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
   ::resrl::detail::check_output_matrix(out, "reweighted advantages", B, T);
 
   for (index_t b = 0; b < B; ++b) {
-    const bool positive = ::resrl::detail::sample_total(scores, mask, b) > 0.0;  // SPEC 2
+    const bool positive = ::resrl::detail::sample_total(scores, mask, b) > 0.0;  // spec §2
     for (index_t t = 0; t < T; ++t) {
       if (mask(b, t) == Mask(0)) {
         out(b, t) = 0.0f;

@@ -1,5 +1,5 @@
 // Layer normalisation of one hidden vector without affine parameters
-// (SPEC 3 step 3). Statistics are taken in double whatever the input type:
+// (spec §3 step 3). Statistics are taken in double whatever the input type:
 // fp32 inputs up to FLT_MAX cannot overflow the sum of squares, and a large
 // mean does not eat the variance.
 #pragma once

@@ -18,6 +18,7 @@
 namespace resrl::cpu::detail {
 
 inline int resolve_threads(const host_executor& exec) {
+  RESRL_EXPECTS(exec.threads >= 0, "host_executor.threads must be >= 0 (0 = all), got ", exec.threads);
 #if defined(_OPENMP)
   return exec.threads > 0 ? exec.threads : omp_get_max_threads();
 #else

@@ -1,4 +1,4 @@
-// Clipped policy loss with its gradient on the CPU (SPEC 6).
+// Clipped policy loss with its gradient on the CPU (spec §6).
 #pragma once
 
 #include <cmath>

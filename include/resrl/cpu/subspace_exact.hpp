@@ -1,4 +1,4 @@
-// Exact rank-k subspace of the centred positive tokens (SPEC 3 step 5): a
+// Exact rank-k subspace of the centred positive tokens (spec §3 step 5): a
 // full thin SVD, right to working precision. It allocates O(min(M, H) H)
 // inside Eigen and costs O(M H min(M, H)): the truth for tests and for
 // judging the randomized solver, not the fast path.

@@ -1,4 +1,4 @@
-// Randomized rank-k subspace of the centred positive tokens (SPEC 3 step 5),
+// Randomized rank-k subspace of the centred positive tokens (spec §3 step 5),
 // the scheme of torch.pca_lowrank: a Gaussian sketch over tokens, niter power
 // iterations with re-orthonormalisation after every product, then the SVD of
 // the small projected matrix. With oversampling 0 it is the reference's

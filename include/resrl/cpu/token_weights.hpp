@@ -1,4 +1,4 @@
-// ResRL token weights on the CPU (SPEC 3). Groups are handled one after the
+// ResRL token weights on the CPU (spec §3). Groups are handled one after the
 // other; the work inside a group (layer norm, GEMMs, residual pass) runs on
 // the OpenMP team in fixed chunks.
 #pragma once
@@ -99,7 +99,7 @@ bool is_valid_token(const matrix_view<const Mask>& mask, const matrix_view<const
   return mask(b, t) != Mask(0) && !(excluded.present() && excluded(b, t) != 0);
 }
 
-/// Marks positive samples (SPEC 2); throws on a non-finite score.
+/// Marks positive samples (spec §2); throws on a non-finite score.
 template <class Mask>
 void classify_samples(const sample_scores& scores, const matrix_view<const Mask>& mask, std::uint8_t* positive) {
   for (index_t b = 0; b < mask.rows; ++b) positive[b] = ::resrl::detail::sample_total(scores, mask, b) > 0.0 ? 1 : 0;
@@ -131,7 +131,7 @@ inline void subsample_tokens(token_entry* candidates, index_t count, index_t kee
 }
 
 /// Layer-normalises and centres the kept positive tokens into plan.positives
-/// and their mean into plan.mean (SPEC 3 steps 3-4).
+/// and their mean into plan.mean (spec §3 steps 3-4).
 template <class Hidden, class C>
 void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
                              index_t used, const token_weight_plan<C>& plan) {
@@ -162,7 +162,7 @@ void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidd
   });
 }
 
-/// Residual distance ||r||^2 / H of every valid negative token (SPEC 3 step
+/// Residual distance ||r||^2 / H of every valid negative token (spec §3 step
 /// 6), using ||r||^2 = ||h||^2 - ||V^T h||^2: a chunk of tokens is
 /// normalised into a per-thread buffer and projected with one GEMM.
 template <class Hidden, class C>

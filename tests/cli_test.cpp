@@ -1,0 +1,673 @@
+// End-to-end tests of the resrl command-line tool: inputs are written as
+// .npy files by hand (an independent writer, not the tool's), the binary runs
+// through std::system, and its outputs are compared with direct library
+// calls or hand-computed values.
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <Eigen/Core>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "resrl/resrl.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using resrl::index_t;
+
+/// A fresh directory under /tmp per test, removed afterwards.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/resrl-cli-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+// ---- an independent minimal .npy writer and reader ---------------------------
+
+/// Magic, version, header length, the header dict as given (padded to 16
+/// bytes and newline-terminated), then the data bytes.
+std::string npy_bytes(const std::string& dict, const std::string& data, int major = 1) {
+  const std::size_t preamble = major == 1 ? 10 : 12;
+  std::string header = dict;
+  while ((preamble + header.size() + 1) % 16 != 0) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY";
+  out += static_cast<char>(major);
+  out += '\0';
+  const std::size_t n = header.size();
+  for (std::size_t i = 0; i < preamble - 8; ++i) out += static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+
+std::string dict_of(const std::string& descr, const std::string& shape) {
+  return "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+}
+
+std::string shape_text(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+template <class T>
+std::string raw(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+template <class T>
+void write_npy(const std::string& path, const std::string& descr, const std::vector<index_t>& shape,
+               const std::vector<T>& v, int major = 1) {
+  write_file(path, npy_bytes(dict_of(descr, shape_text(shape)), raw(v), major));
+}
+
+struct npy_file {
+  std::string descr;
+  std::vector<index_t> shape;
+  std::string data;
+  template <class T>
+  std::vector<T> as() const {
+    std::vector<T> v(data.size() / sizeof(T));
+    std::memcpy(v.data(), data.data(), v.size() * sizeof(T));
+    return v;
+  }
+};
+
+/// Reads what the tool writes (version 1.0) and checks the layout promises.
+npy_file read_npy(const std::string& path) {
+  const std::string bytes = read_file(path);
+  REQUIRE(bytes.size() >= 10);
+  REQUIRE(bytes.compare(0, 6, "\x93NUMPY") == 0);
+  REQUIRE(bytes[6] == 1);
+  const std::size_t hlen = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+  REQUIRE((10 + hlen) % 64 == 0);
+  const std::string header = bytes.substr(10, hlen);
+  REQUIRE(header.back() == '\n');
+  CHECK(header.find("'fortran_order': False") != std::string::npos);
+  npy_file f;
+  const auto d = header.find("'descr': '") + 10;
+  f.descr = header.substr(d, header.find('\'', d) - d);
+  std::istringstream shape(header.substr(header.find("'shape': (") + 10));
+  index_t dim;
+  char sep;
+  while (shape >> dim) {
+    f.shape.push_back(dim);
+    shape >> sep;
+    if (sep == ')') break;
+  }
+  f.data = bytes.substr(10 + hlen);
+  return f;
+}
+
+// ---- running the tool ----------------------------------------------------------
+
+struct run_result {
+  int status;
+  std::string out, err;
+};
+
+run_result run_cli(const temp_dir& dir, const std::string& args) {
+  const std::string cmd =
+      std::string(RESRL_CLI_PATH) + " " + args + " >" + (dir / "stdout.txt") + " 2>" + (dir / "stderr.txt");
+  const int raw_status = std::system(cmd.c_str());
+  return {WIFEXITED(raw_status) ? WEXITSTATUS(raw_status) : -1, read_file(dir / "stdout.txt"),
+          read_file(dir / "stderr.txt")};
+}
+
+/// The number after "key": in a JSON text (NaN when absent or null).
+double json_number(const std::string& json, const std::string& key, std::size_t from = 0) {
+  const auto at = json.find("\"" + key + "\": ", from);
+  if (at == std::string::npos) return NAN;
+  const char* p = json.c_str() + at + key.size() + 4;
+  char* end = nullptr;
+  const double v = std::strtod(p, &end);
+  return end == p ? NAN : v;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+bool same_floats(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(std::isnan(a[i]) && std::isnan(b[i])) && std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  return true;
+}
+
+// ---- a synthetic micro-batch -------------------------------------------------------
+
+/// Six responses of seven tokens, H = 16. With rollout_n = 3 the groups are
+/// {0, 1, 2} (one positive) and {3, 4, 5} (two positives); with the ids
+/// {5, 9, 5, 9, 5, 9} group 9's only positive (sample 5) has 3 tokens, too
+/// few, so that group is skipped.
+struct batch {
+  index_t B = 6, T = 7, H = 16;
+  std::vector<float> hidden;
+  std::vector<std::uint8_t> mask;
+  std::vector<float> scores{1, 0, 0, 0, 1, 1};
+  std::vector<std::int64_t> ids{5, 9, 5, 9, 5, 9};
+
+  batch() {
+    std::mt19937 rng(1234);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (index_t i = 0; i < B * T * H; ++i) hidden.push_back(normal(rng) + (i % H == 3 ? 2.0f : 0.0f));
+    const index_t lengths[] = {7, 5, 6, 4, 7, 3};
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T; ++t) mask.push_back(t < lengths[b] ? 1 : 0);
+  }
+  bool positive(index_t b) const { return scores[static_cast<std::size_t>(b)] > 0; }
+};
+
+struct library_result {
+  std::vector<float> weights, distances;
+  std::vector<resrl::group_diagnostics> groups;
+};
+
+template <class Hidden>
+library_result library_weights(const batch& in, const std::vector<Hidden>& hidden, const resrl::grouping& groups,
+                               const resrl::token_weight_params& p) {
+  resrl::token_weight_inputs<Hidden, std::uint8_t> inputs;
+  inputs.hidden = resrl::make_tensor3_view(hidden.data(), in.B, in.T, in.H);
+  inputs.response_mask = resrl::make_matrix_view(in.mask.data(), in.B, in.T);
+  inputs.scores = resrl::sample_scores::of_samples(in.scores.data(), in.B);
+  inputs.groups = groups;
+  library_result r;
+  const auto n = static_cast<std::size_t>(in.B * in.T);
+  r.weights.resize(n);
+  r.distances.resize(n);
+  const index_t count = resrl::count_groups(groups, in.B);
+  r.groups.resize(static_cast<std::size_t>(count));
+  resrl::token_weights(resrl::host_executor{1}, inputs, p,
+                       {resrl::make_matrix_view(r.weights.data(), in.B, in.T),
+                        resrl::make_matrix_view(r.distances.data(), in.B, in.T), r.groups.data(), count});
+  return r;
+}
+
+/// Writes M.npy (bool), S.npy (float32 per sample) and G.npy (int64).
+void write_batch_inputs(const temp_dir& dir, const batch& in) {
+  write_npy(dir / "M.npy", "|b1", {in.B, in.T}, in.mask);
+  write_npy(dir / "S.npy", "<f4", {in.B}, in.scores);
+  write_npy(dir / "G.npy", "<i8", {in.B}, in.ids);
+}
+
+std::string token_weights_args(const temp_dir& dir, const std::string& extra) {
+  return "token-weights --hidden " + (dir / "H.npy") + " --mask " + (dir / "M.npy") + " --scores " + (dir / "S.npy") +
+         " --out " + (dir / "W.npy") + " --distances " + (dir / "D.npy") + " --report " + (dir / "R.json") +
+         " --threads 1 " + extra;
+}
+
+/// Runs token-weights on `hidden` written with `descr` and compares weights
+/// and distances bitwise with the library on the same data.
+template <class Hidden>
+void check_against_library(const std::vector<Hidden>& hidden, const std::string& descr, const std::string& flags,
+                           int major = 1) {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_file(dir / "H.npy", npy_bytes(dict_of(descr, shape_text({in.B, in.T, in.H})), raw(hidden), major));
+  const auto r = run_cli(dir, token_weights_args(dir, "--rank 3 --seed 7 --rollout-n 3 " + flags));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  resrl::token_weight_params p;
+  p.rank = 3;
+  p.seed = 7;
+  const library_result expected = library_weights(in, hidden, resrl::grouping::by_rollout(3), p);
+  const npy_file w = read_npy(dir / "W.npy"), d = read_npy(dir / "D.npy");
+  CHECK(w.descr == "<f4");
+  CHECK(w.shape == std::vector<index_t>{in.B, in.T});
+  CHECK(same_floats(w.as<float>(), expected.weights));
+  CHECK(same_floats(d.as<float>(), expected.distances));
+}
+
+}  // namespace
+
+TEST_CASE("cli: --help and --version", "[cli]") {
+  temp_dir dir;
+  auto r = run_cli(dir, "--help");
+  CHECK(r.status == 0);
+  CHECK(r.out.find("token-weights") != std::string::npos);
+  CHECK(r.out.find("policy-loss") != std::string::npos);
+  r = run_cli(dir, "--version");
+  CHECK(r.status == 0);
+  CHECK(r.out == std::string("resrl ") + resrl::version_string + "\n");
+  for (const char* cmd : {"token-weights", "grpo-advantages", "policy-loss"}) {
+    r = run_cli(dir, std::string(cmd) + " --help");
+    CHECK(r.status == 0);
+    CHECK(r.out.find(std::string("Usage: resrl ") + cmd) != std::string::npos);
+  }
+  r = run_cli(dir, "");
+  CHECK(r.status == 2);
+  r = run_cli(dir, "frobnicate");
+  CHECK(r.status == 2);
+  CHECK(r.err.find("unknown command") != std::string::npos);
+}
+
+TEST_CASE("cli: token-weights with --groups equals the library, with distances and report", "[cli]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const auto r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") + " --rank 4 --solver exact"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+
+  resrl::token_weight_params p;
+  p.rank = 4;
+  p.solver = resrl::subspace_solver::exact;
+  const library_result expected = library_weights(in, in.hidden, resrl::grouping::by_ids(in.ids.data(), in.B), p);
+  const auto weights = read_npy(dir / "W.npy").as<float>();
+  const npy_file d = read_npy(dir / "D.npy");
+  CHECK(d.descr == "<f4");
+  const auto distances = d.as<float>();
+  CHECK(same_floats(weights, expected.weights));
+  CHECK(same_floats(distances, expected.distances));
+
+  // NaN distance exactly at the tokens that keep weight 1 by rule: masked,
+  // positive, or in the skipped group 9 (samples 1, 3, 5).
+  REQUIRE(expected.groups.size() == 2);
+  REQUIRE(expected.groups[1].skipped == resrl::skip_reason::too_few_positive_tokens);
+  for (index_t b = 0; b < in.B; ++b)
+    for (index_t t = 0; t < in.T; ++t) {
+      const auto i = static_cast<std::size_t>(b * in.T + t);
+      const bool keeps_one = !in.mask[i] || in.positive(b) || b % 2 == 1;
+      INFO("b = " << b << ", t = " << t);
+      CHECK(std::isnan(distances[i]) == keeps_one);
+      if (keeps_one) CHECK(weights[i] == 1.0f);
+    }
+
+  const std::string report = read_file(dir / "R.json");
+  for (const char* key : {"\"parameters\"",
+                          "\"summary\"",
+                          "\"groups\"",
+                          "\"group_id\"",
+                          "\"positive_samples\"",
+                          "\"negative_samples\"",
+                          "\"positive_tokens\"",
+                          "\"positive_tokens_used\"",
+                          "\"negative_tokens\"",
+                          "\"rank\"",
+                          "\"skipped\"",
+                          "\"degenerate_range\"",
+                          "\"quantile_low_value\"",
+                          "\"quantile_high_value\"",
+                          "\"weight_mean\"",
+                          "\"weight_min\"",
+                          "\"weight_max\"",
+                          "\"distance_mean\"",
+                          "\"positive_sample_ratio\"",
+                          "\"solver\": \"exact\""})
+    CHECK(report.find(key) != std::string::npos);
+  CHECK(count_of(report, "\"group_id\"") == 2);
+  CHECK(json_number(report, "groups") == 2);
+  CHECK(json_number(report, "positive_sample_ratio") == Approx(0.5));
+  CHECK(report.find("\"skipped\": \"too_few_positive_tokens\"") != std::string::npos);
+  CHECK(report.find("\"quantile_low_value\": null") != std::string::npos);  // the skipped group
+  CHECK(report.find("median_seconds") == std::string::npos);
+  const auto second_group = report.find("\"group_id\": 9");
+  REQUIRE(second_group != std::string::npos);
+  const auto first_group = report.find("\"group_id\": 5");
+  REQUIRE(first_group < second_group);
+  CHECK(json_number(report, "rank", first_group) == expected.groups[0].rank);
+  CHECK(static_cast<float>(json_number(report, "weight_mean", first_group)) == expected.groups[0].weight_mean);
+  CHECK(json_number(report, "positive_tokens_used", first_group) == 14);
+}
+
+TEST_CASE("cli: token-weights with --rollout-n, float32/float16/float64/bfloat16 hidden", "[cli]") {
+  const batch in;
+  SECTION("float32") { check_against_library(in.hidden, "<f4", ""); }
+  SECTION("float16") {
+    std::vector<Eigen::half> h;
+    for (float v : in.hidden) h.push_back(Eigen::half(v));
+    check_against_library(h, "<f2", "");
+  }
+  SECTION("float64, .npy version 2.0") {
+    const std::vector<double> h(in.hidden.begin(), in.hidden.end());
+    check_against_library(h, "<f8", "", 2);
+  }
+  SECTION("bfloat16 bits as uint16, .npy version 3.0") {
+    std::vector<Eigen::bfloat16> h;
+    for (float v : in.hidden) h.push_back(Eigen::bfloat16(v));
+    check_against_library(h, "<u2", "--hidden-dtype bfloat16", 3);
+  }
+}
+
+TEST_CASE("cli: token-weights accepts other mask and score dtypes and token-level scores", "[cli]") {
+  temp_dir dir;
+  const batch in;
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  // int64 mask with values other than 1; (B, T) float64 scores whose sums
+  // have the per-sample signs, with junk at masked positions; int32 ids.
+  std::vector<std::int64_t> mask;
+  std::vector<double> token_scores;
+  for (index_t b = 0; b < in.B; ++b)
+    for (index_t t = 0; t < in.T; ++t) {
+      const bool valid = in.mask[static_cast<std::size_t>(b * in.T + t)] != 0;
+      mask.push_back(valid ? -3 : 0);
+      token_scores.push_back(!valid ? 100.0 : in.positive(b) ? 0.25 : -0.5);
+    }
+  write_npy(dir / "M.npy", "<i8", {in.B, in.T}, mask);
+  write_npy(dir / "S.npy", "<f8", {in.B, in.T}, token_scores);
+  const std::vector<std::int32_t> ids(in.ids.begin(), in.ids.end());
+  write_npy(dir / "G.npy", "<i4", {in.B}, ids);
+  const auto r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy")));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const library_result expected =
+      library_weights(in, in.hidden, resrl::grouping::by_ids(in.ids.data(), in.B), resrl::token_weight_params{});
+  CHECK(same_floats(read_npy(dir / "W.npy").as<float>(), expected.weights));
+  CHECK(read_file(dir / "R.json").find("\"scores\": \"per_token\"") != std::string::npos);
+}
+
+TEST_CASE("cli: token-weights --repeat reports the median time", "[cli]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  auto r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --repeat 3"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string report = read_file(dir / "R.json");
+  CHECK(json_number(report, "repeat") == 3);
+  CHECK(json_number(report, "median_seconds") > 0.0);
+  // Without --report the median goes to stdout.
+  r = run_cli(dir, "token-weights --hidden " + (dir / "H.npy") + " --mask " + (dir / "M.npy") + " --scores " +
+                       (dir / "S.npy") + " --rollout-n 3 --out " + (dir / "W2.npy") + " --repeat 2");
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("median_seconds") != std::string::npos);
+  CHECK(fs::exists(dir / "W2.npy"));
+}
+
+TEST_CASE("cli: grpo-advantages equals a hand-computed case", "[cli]") {
+  temp_dir dir;
+  // Groups by id: {0, 1} with scores {1, 0}; {2, 3} with scores {1, 1}.
+  write_npy(dir / "S.npy", "<f4", {4}, std::vector<float>{1, 0, 1, 1});
+  write_npy(dir / "M.npy", "|u1", {4, 3}, std::vector<std::uint8_t>{1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1});
+  write_npy(dir / "G.npy", "<i4", {4}, std::vector<std::int32_t>{7, 7, 3, 3});
+  const std::string io = "--scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --out " + (dir / "A.npy");
+  auto r = run_cli(dir, "grpo-advantages " + io + " --groups " + (dir / "G.npy"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  npy_file a = read_npy(dir / "A.npy");
+  CHECK(a.descr == "<f4");
+  CHECK(a.shape == std::vector<index_t>{4, 3});
+  const double s = 0.5 / (std::sqrt(0.5) + 1e-6);  // (1 - 0.5) / (unbiased std + eps)
+  const std::vector<double> expected{s, s, 0, -s, 0, 0, 0, 0, 0, 0, 0, 0};
+  auto v = a.as<float>();
+  for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == Approx(expected[i]).margin(1e-7));
+
+  r = run_cli(dir, "grpo-advantages " + io + " --rollout-n 2 --no-std-norm");
+  REQUIRE(r.status == 0);
+  v = read_npy(dir / "A.npy").as<float>();
+  const std::vector<float> centred{0.5f, 0.5f, 0, -0.5f, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK(v == centred);
+}
+
+TEST_CASE("cli: grpo-advantages of an empty batch", "[cli]") {
+  temp_dir dir;
+  write_npy(dir / "S.npy", "<f4", {0}, std::vector<float>{});
+  write_npy(dir / "M.npy", "|b1", {0, 3}, std::vector<std::uint8_t>{});
+  const auto r = run_cli(dir, "grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") +
+                                  " --rollout-n 1 --out " + (dir / "A.npy"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const npy_file a = read_npy(dir / "A.npy");
+  CHECK(a.shape == std::vector<index_t>{0, 3});
+  CHECK(a.data.empty());
+}
+
+TEST_CASE("cli: policy-loss equals a hand-computed case (float64)", "[cli]") {
+  temp_dir dir;
+  // (0,0): ratio 1.5, A = 1 -> clipped at 1.2, loss -1.2, gradient 0.
+  // (0,1): ratio 1, A = -2 -> loss 2, d/dlogp = 2.
+  // (1,0): ratio 4, A = -1 -> dual clip: loss 3, gradient 0.
+  // (1,1): masked (NaN must be ignored).
+  const double old = -1.0;
+  write_npy(dir / "L.npy", "<f8", {2, 2}, std::vector<double>{old + std::log(1.5), old, old + std::log(4.0), NAN});
+  write_npy(dir / "O.npy", "<f8", {2, 2}, std::vector<double>{old, old, old, old});
+  write_npy(dir / "A.npy", "<f8", {2, 2}, std::vector<double>{1, -2, -1, 100});
+  write_npy(dir / "M.npy", "<f4", {2, 2}, std::vector<float>{1, 1, 1, 0});
+  const std::string io = "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "O.npy") + " --advantages " +
+                         (dir / "A.npy") + " --mask " + (dir / "M.npy");
+  auto r = run_cli(dir, io + " --grad " + (dir / "G.npy") + " --report " + (dir / "R.json"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string report = read_file(dir / "R.json");
+  CHECK(json_number(report, "loss") == Approx((-1.2 + 2.0 + 3.0) / 3.0));
+  CHECK(json_number(report, "pg_loss") == Approx((-1.2 + 2.0 + 3.0) / 3.0));
+  CHECK(json_number(report, "clipfrac") == Approx(1.0 / 3.0));
+  CHECK(json_number(report, "clipfrac_lower") == Approx(1.0 / 3.0));
+  CHECK(json_number(report, "ppo_kl") == Approx(-(std::log(1.5) + std::log(4.0)) / 3.0));
+  CHECK(json_number(report, "tokens") == 3);
+  const npy_file g = read_npy(dir / "G.npy");
+  CHECK(g.descr == "<f8");
+  const auto grad = g.as<double>();
+  REQUIRE(grad.size() == 4);
+  CHECK(grad[0] == 0.0);
+  CHECK(grad[1] == Approx(2.0 / 3.0));
+  CHECK(grad[2] == 0.0);
+  CHECK(grad[3] == 0.0);
+
+  // seq-mean-token-sum-norm: sum over tokens / T; report on stdout.
+  r = run_cli(dir, io + " --agg seq-mean-token-sum-norm");
+  REQUIRE(r.status == 0);
+  CHECK(json_number(r.out, "loss") == Approx((-1.2 + 2.0 + 3.0) / 2.0));
+}
+
+TEST_CASE("cli: policy-loss float32 gradient equals the library", "[cli]") {
+  temp_dir dir;
+  const index_t B = 3, T = 5;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  std::vector<float> logp, old, adv;
+  std::vector<std::uint8_t> mask;
+  for (index_t i = 0; i < B * T; ++i) {
+    old.push_back(-1.0f + normal(rng));
+    logp.push_back(old.back() + normal(rng));
+    adv.push_back(4.0f * normal(rng));
+    mask.push_back(i % 4 != 3);
+  }
+  write_npy(dir / "L.npy", "<f4", {B, T}, logp);
+  write_npy(dir / "O.npy", "<f4", {B, T}, old);
+  write_npy(dir / "A.npy", "<f4", {B, T}, adv);
+  write_npy(dir / "M.npy", "|b1", {B, T}, mask);
+  const auto r = run_cli(dir, "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "O.npy") +
+                                  " --advantages " + (dir / "A.npy") + " --mask " + (dir / "M.npy") +
+                                  " --agg seq-mean-token-mean --clip-high 0.28 --grad " + (dir / "G.npy") +
+                                  " --report " + (dir / "R.json"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  resrl::policy_loss_inputs<float, std::uint8_t> in;
+  in.logp = resrl::make_matrix_view(std::as_const(logp).data(), B, T);
+  in.old_logp = resrl::make_matrix_view(std::as_const(old).data(), B, T);
+  in.advantages = resrl::make_matrix_view(std::as_const(adv).data(), B, T);
+  in.response_mask = resrl::make_matrix_view(std::as_const(mask).data(), B, T);
+  resrl::policy_loss_params p;
+  p.clip_high = 0.28;
+  p.aggregation = resrl::loss_aggregation::seq_mean_token_mean;
+  std::vector<float> grad(static_cast<std::size_t>(B * T));
+  const auto expected = resrl::policy_loss(resrl::host_executor{}, in, p, {resrl::make_matrix_view(grad.data(), B, T)});
+  const npy_file g = read_npy(dir / "G.npy");
+  CHECK(g.descr == "<f4");
+  CHECK(same_floats(g.as<float>(), grad));
+  const std::string report = read_file(dir / "R.json");
+  CHECK(json_number(report, "loss") == expected.loss);  // shortest round-trip text
+  CHECK(json_number(report, "clipfrac") == expected.clipfrac);
+  CHECK(json_number(report, "ppo_kl") == expected.ppo_kl);
+}
+
+TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing", "[cli]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const std::string hdict = shape_text({in.B, in.T, in.H});
+  const std::string hdata = raw(in.hidden);
+  // Bad inputs, each in its own file.
+  write_npy(dir / "H2d.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T)));
+  write_npy(dir / "Mshape.npy", "|b1", {in.B, in.T + 1}, std::vector<std::uint8_t>(48, 1));
+  write_npy(dir / "Mf16.npy", "<f2", {in.B, in.T}, std::vector<std::uint16_t>(42, 0x3c00));
+  write_npy(dir / "Gf32.npy", "<f4", {in.B}, std::vector<float>(6, 1.0f));
+  write_npy(dir / "S5.npy", "<f4", {5}, std::vector<float>(5, 1.0f));
+  std::vector<float> nan_hidden = in.hidden;
+  nan_hidden[5] = NAN;  // sample 0 (positive), token 0
+  write_npy(dir / "Hnan.npy", "<f4", {in.B, in.T, in.H}, nan_hidden);
+  std::string bad_magic = read_file(dir / "H.npy");
+  bad_magic[1] = 'X';
+  write_file(dir / "magic.npy", bad_magic);
+  const std::string full = read_file(dir / "H.npy");
+  write_file(dir / "truncated.npy", full.substr(0, full.size() - 3));
+  write_file(dir / "longer.npy", full + "xyz!");
+  write_file(dir / "cut_header.npy", full.substr(0, 40));
+  write_file(dir / "only_magic.npy", full.substr(0, 7));
+  write_file(dir / "bigendian.npy", npy_bytes(dict_of(">f4", hdict), hdata));
+  write_file(dir / "fortran.npy",
+             npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': " + hdict + ", }", hdata));
+  write_file(dir / "complex.npy", npy_bytes(dict_of("<c8", shape_text({in.B, in.T, in.H / 2})), hdata));
+  write_file(dir / "larger.npy", npy_bytes(dict_of("<f4", shape_text({in.B, in.T + 1, in.H})), hdata));
+  write_file(dir / "version4.npy", npy_bytes(dict_of("<f4", hdict), hdata, 4));
+  write_file(dir / "nokey.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False}", hdata));
+  write_file(dir / "dupkey.npy",
+             npy_bytes("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': " + hdict + "}", hdata));
+  write_file(dir / "notuple.npy", npy_bytes(dict_of("<f4", "(672)"), hdata));
+  write_file(dir / "overflow.npy", npy_bytes(dict_of("<f4", "(4294967296, 4294967296, 4294967296)"), hdata));
+  write_file(dir / "huge.npy", npy_bytes(dict_of("<f4", "(4611686018427387904,)"), hdata));
+  fs::create_directory(dir / "adir.npy");
+  // The header dict in another key order with double quotes is fine.
+  write_file(dir / "reordered.npy",
+             npy_bytes("{\"shape\": " + hdict + ", \"fortran_order\": False, \"descr\": \"<f4\"}", hdata));
+  REQUIRE(run_cli(dir, token_weights_args(dir, "--rollout-n 3")).status == 0);
+  REQUIRE(run_cli(dir, "token-weights --hidden " + (dir / "reordered.npy") + " --mask " + (dir / "M.npy") +
+                           " --scores " + (dir / "S.npy") + " --rollout-n 3 --out " + (dir / "ok.npy"))
+              .status == 0);
+  fs::remove(dir / "W.npy");
+  fs::remove(dir / "D.npy");
+  fs::remove(dir / "R.json");
+
+  const auto tw = [&](const std::string& extra) { return token_weights_args(dir, extra); };
+  // The valid command with the default file of one flag swapped for `file`.
+  const auto swapped = [&](const std::string& name, const std::string& file) {
+    std::string s = tw("--rollout-n 3");
+    return s.replace(s.find(dir / name), (dir / name).size(), file);
+  };
+  const auto with_hidden = [&](const std::string& file) { return swapped("H.npy", dir / file); };
+  const std::string g = " --groups " + (dir / "G.npy");
+  struct bad_case {
+    std::string args, key;
+  };
+  const std::vector<bad_case> cases{
+      {tw("--rollout-n 3 --bogus 1"), "unknown option '--bogus'"},
+      {"token-weights --mask " + (dir / "M.npy") + " --scores " + (dir / "S.npy") + " --rollout-n 3 --out " +
+           (dir / "W.npy"),
+       "missing required option --hidden"},
+      {tw("--rollout-n 3 --rank"), "--rank: missing value"},
+      {tw("--rollout-n 3 --rank --seed 1"), "--rank: missing value"},
+      {tw("--rollout-n 3 --rank abc"), "--rank: expected an integer, got 'abc'"},
+      {tw("--rollout-n 3 --rank 0"), "rank must be >= 1"},
+      {tw("--rollout-n 3 --q-low 1.5"), "quantile_low"},
+      {tw("--rollout-n 3 --min-weight x"), "--min-weight"},
+      {tw("--rollout-n 3 --seed -1"), "--seed"},
+      {tw("--rollout-n 3 --solver fast"), "--solver: expected one of exact, randomized"},
+      {tw("--rollout-n 3 --threads -2"), "--threads"},
+      {tw("--rollout-n 3 --repeat 0"), "--repeat"},
+      {tw("--rollout-n 3 --rank 3 --rank 4"), "more than once"},
+      {tw("--rollout-n 3 stray"), "unexpected argument"},
+      {tw("--rollout-n 3 --device cuda"),
+       "this build of resrl has no CUDA backend (configure with -DRESRL_ENABLE_CUDA=ON)"},
+      {tw("--rollout-n 3 --device tpu"), "--device"},
+      {tw("--rollout-n 3" + g), "not both"},
+      {tw(""), "one of --groups or --rollout-n is required"},
+      {tw("--rollout-n 4"), "multiple of rollout_n"},
+      {tw("--rollout-n 0"), "rollout_n"},
+      {tw("--rollout-n 3 --hidden-dtype bfloat16"), "dtype float32 is not allowed"},
+      {with_hidden("H2d.npy"), "--hidden: expected a 3-d array (B, T, H), got shape (6, 7)"},
+      {swapped("M.npy", dir / "Mshape.npy"), "--mask: expected shape (6, 7)"},
+      {swapped("M.npy", dir / "Mf16.npy"), "--mask: dtype float16 is not allowed"},
+      {swapped("S.npy", dir / "S5.npy"), "--scores: expected shape (6,) or (6, 7)"},
+      {tw("--groups " + (dir / "Gf32.npy")), "--groups: dtype float32"},
+      {with_hidden("Hnan.npy"), "NaN"},
+      {with_hidden("magic.npy"), "wrong magic"},
+      {with_hidden("truncated.npy"), "truncated"},
+      {with_hidden("larger.npy"), "truncated"},
+      {with_hidden("longer.npy"), "longer than its header says"},
+      {with_hidden("cut_header.npy"), "beyond the end of the file"},
+      {with_hidden("only_magic.npy"), "truncated header"},
+      {with_hidden("bigendian.npy"), "big-endian arrays are not supported"},
+      {with_hidden("fortran.npy"), "Fortran"},
+      {with_hidden("complex.npy"), "unsupported dtype '<c8'"},
+      {with_hidden("version4.npy"), "version 4.0"},
+      {with_hidden("nokey.npy"), "missing key 'shape'"},
+      {with_hidden("dupkey.npy"), "duplicate key"},
+      {with_hidden("notuple.npy"), "not a tuple"},
+      {with_hidden("overflow.npy"), "int64"},
+      {with_hidden("huge.npy"), "too large"},
+      {with_hidden("adir.npy"), "is a directory"},
+      {with_hidden("missing.npy"), "no such file"},
+      {swapped("D.npy", dir / "W.npy"), "same file"},
+      {swapped("W.npy", "/nonexistent-dir/W.npy"), "cannot write"},
+      {"grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --rollout-n 3 --eps -1 --out " +
+           (dir / "W.npy"),
+       "epsilon"},
+      {"grpo-advantages --scores " + (dir / "S5.npy") + " --mask " + (dir / "M.npy") + " --rollout-n 3 --out " +
+           (dir / "W.npy"),
+       "--scores"},
+      {"policy-loss --logp " + (dir / "H2d.npy") + " --old-logp " + (dir / "H2d.npy") + " --advantages " +
+           (dir / "H2d.npy") + " --mask " + (dir / "M.npy") + " --clip-c 0.5 --grad " + (dir / "W.npy"),
+       "clip_ratio_c"},
+      {"policy-loss --logp " + (dir / "H2d.npy") + " --old-logp " + (dir / "H2d.npy") + " --advantages " +
+           (dir / "H2d.npy") + " --mask " + (dir / "M.npy") + " --agg mean --grad " + (dir / "W.npy"),
+       "--agg"},
+      {"policy-loss --logp " + (dir / "H2d.npy") + " --old-logp " + (dir / "H.npy") + " --advantages " +
+           (dir / "H2d.npy") + " --mask " + (dir / "M.npy") + " --grad " + (dir / "W.npy"),
+       "--old-logp: expected shape (6, 7)"},
+  };
+  for (const auto& c : cases) {
+    INFO("resrl " << c.args);
+    const auto r = run_cli(dir, c.args);
+    INFO("stderr: " << r.err);
+    CHECK(r.status == 2);
+    CHECK(r.err.find(c.key) != std::string::npos);
+    CHECK(count_of(r.err, "\n") == 1);
+    CHECK(r.err.back() == '\n');
+    CHECK_FALSE(fs::exists(dir / "W.npy"));
+    CHECK_FALSE(fs::exists(dir / "D.npy"));
+    CHECK_FALSE(fs::exists(dir / "R.json"));
+  }
+  for (const auto& entry : fs::directory_iterator(dir.path))
+    CHECK(entry.path().string().find(".tmp") == std::string::npos);
+}

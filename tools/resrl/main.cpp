@@ -1,0 +1,96 @@
+// resrl: the library's computations on .npy files.
+//
+// Exit status: 0 on success, 2 on bad arguments or input files (a one-line
+// message on stderr, no output written), 1 on any other failure.
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "demo.hpp"
+
+namespace {
+
+using namespace resrl::cli;
+
+struct command {
+  const char* name;
+  std::string summary;
+  int (*run)(const std::vector<std::string>&);
+  command_spec (*spec)();  // null: the command handles --help itself
+};
+
+int demo_command(const std::vector<std::string>& args) { return run_demo(args, std::cout); }
+
+std::vector<command> commands() {
+  return {
+      {"token-weights", "projection-residual weights of negative tokens", token_weights_command, token_weights_spec},
+      {"grpo-advantages", "GRPO outcome advantages broadcast over the mask", grpo_advantages_command,
+       grpo_advantages_spec},
+      {"policy-loss", "clipped PPO loss, its metrics and d loss / d logp", policy_loss_command, policy_loss_spec},
+      {"demo", "ResRL on a built-in synthetic micro-batch", demo_command, nullptr}};
+}
+
+std::string usage() {
+  std::string s = std::string("resrl ") + resrl::version_string +
+                  ": ResRL token weights and RLVR losses on NumPy .npy files\n\n"
+                  "Usage: resrl <command> [options]\n"
+                  "       resrl <command> --help\n"
+                  "       resrl --version\n\n"
+                  "Commands:\n";
+  for (const auto& c : commands())
+    s += "  " + std::string(c.name) + std::string(18 - std::string(c.name).size(), ' ') + c.summary + "\n";
+  return s +
+         "\nExit status: 0 on success; 2 on bad arguments or input files (nothing is written);\n"
+         "1 on other errors.\n";
+}
+
+/// Error messages stay on one line whatever the file names hold.
+std::string one_line(std::string s) {
+  for (auto& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  if (s.rfind("resrl: ", 0) == 0) s.erase(0, 7);  // library messages carry their own prefix
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << usage();
+    return 2;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << usage();
+    return 0;
+  }
+  if (args[0] == "--version") {
+    std::cout << "resrl " << resrl::version_string << "\n";
+    return 0;
+  }
+  for (const auto& c : commands()) {
+    if (args[0] != c.name) continue;
+    const std::vector<std::string> rest(args.begin() + 1, args.end());
+    const std::string prefix = std::string("resrl ") + c.name + ": ";
+    if (c.spec && wants_help(rest)) {
+      std::cout << help_text(c.spec());
+      return 0;
+    }
+    try {
+      return c.run(rest);
+    } catch (const usage_error& e) {
+      std::cerr << prefix << one_line(e.what()) << "\n";
+      return 2;
+    } catch (const resrl::invalid_argument& e) {  // includes non_finite_input
+      std::cerr << prefix << one_line(e.what()) << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << prefix << "error: " << one_line(e.what()) << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "resrl: unknown command '" << one_line(args[0]) << "' (see resrl --help)\n";
+  return 2;
+}
