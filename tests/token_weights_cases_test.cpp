@@ -419,3 +419,59 @@ TEST_CASE("argument errors name the argument", "[token_weights][errors]") {
                       Contains("sample 2, token 0"));
   }
 }
+
+TEST_CASE("orthonormalize: CholQR2 and its Householder fallback give an orthonormal basis of the same span",
+          "[token_weights][solver]") {
+  using resrl::cpu::detail::col_major_map;
+  const std::int64_t m = 700, q = 12;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  for (double condition : {1e1, 1e3, 1e6}) {  // 1e6 squares past fp32: the fallback runs
+    // Y = U diag(s) W^T with s spanning `condition`.
+    Eigen::MatrixXd A(m, q), B(q, q);
+    for (std::int64_t i = 0; i < A.size(); ++i) A.data()[i] = normal(rng);
+    for (std::int64_t i = 0; i < B.size(); ++i) B.data()[i] = normal(rng);
+    const Eigen::MatrixXd U = Eigen::HouseholderQR<Eigen::MatrixXd>(A).householderQ() * Eigen::MatrixXd::Identity(m, q);
+    const Eigen::MatrixXd W = Eigen::HouseholderQR<Eigen::MatrixXd>(B).householderQ();
+    Eigen::VectorXd s(q);
+    for (std::int64_t j = 0; j < q; ++j) s(j) = std::pow(condition, -static_cast<double>(j) / (q - 1));
+    const Eigen::MatrixXf Y0 = (U * s.asDiagonal() * W.transpose()).cast<float>();
+    Eigen::MatrixXf Y = Y0;
+    std::vector<float> scratch(resrl::cpu::detail::gram_scratch_size(m, q));
+    col_major_map<float> map(Y.data(), m, q);
+    resrl::cpu::detail::orthonormalize(2, map, scratch.data());
+    INFO("condition " << condition);
+    CHECK((Y.transpose() * Y - Eigen::MatrixXf::Identity(q, q)).cwiseAbs().maxCoeff() < 1e-5f);
+    // Same span as far as fp32 can tell: Y0 = Y Y^T Y0 up to rounding of its small directions.
+    CHECK((Y0 - Y * (Y.transpose() * Y0)).norm() < 1e-4f * Y0.norm());
+  }
+}
+
+TEST_CASE("positives of rank below k (singular sketch) still give valid weights", "[token_weights][solver]") {
+  resrl::synthetic::config c;
+  c.groups = 1;
+  c.responses = 4;
+  c.positives = 2;
+  c.tokens = 40;
+  c.features = 48;
+  c.shared_rank = 2;
+  c.error_rank = 3;
+  c.noise = 0.0;  // positives span exactly 2 directions (3 with the mean)
+  const auto batch = resrl::synthetic::make_batch(c);
+  const auto hidden = fixture::make_hidden<float>(batch, {});
+  auto p = small_params();
+  p.rank = 8;
+  for (auto solver : {resrl::subspace_solver::randomized, resrl::subspace_solver::exact}) {
+    p.solver = solver;
+    const auto r = fixture::run(fixture::inputs(batch, hidden.view), p);
+    REQUIRE(r.groups[0].skipped == resrl::skip_reason::none);
+    for (std::int64_t j = 2 * batch.T; j < batch.B * batch.T; ++j) {
+      if (batch.mask[j] == 0) continue;
+      REQUIRE(r.weights[j] >= 0.1f);
+      REQUIRE(r.weights[j] <= 1.0f);
+      // Shared tokens lie in the span of the positives: no residual to speak of.
+      if (!batch.error_token[j]) CHECK(r.distances[j] < 1e-5f);
+      else CHECK(r.distances[j] > 1e-3f);
+    }
+  }
+}

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <string>
 
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"  // check_scores
@@ -12,14 +14,20 @@
 namespace resrl {
 
 /// Unbiased Pass@k from n samples with c correct: 1 - C(n - c, k) / C(n, k),
-/// evaluated as 1 - prod_{i = n-c+1}^{n} (1 - k / i) in log space.
+/// evaluated in log space as the shorter of the products
+/// prod_{i = n-c+1}^{n} (1 - k / i) and prod_{j < k} (1 - c / (n - j)):
+/// O(min(c, k)) terms.
 inline double pass_at_k(std::int64_t n, std::int64_t c, std::int64_t k) {
   RESRL_EXPECTS(n >= 1, "pass_at_k: n must be >= 1, got ", n);
   RESRL_EXPECTS(c >= 0 && c <= n, "pass_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
   RESRL_EXPECTS(k >= 1 && k <= n, "pass_at_k: k must be in [1, n] = [1, ", n, "], got ", k);
   if (n - c < k) return 1.0;
   double log_fail = 0.0;  // log C(n - c, k) / C(n, k)
-  for (std::int64_t i = n - c + 1; i <= n; ++i) log_fail += std::log1p(-static_cast<double>(k) / static_cast<double>(i));
+  if (c <= k) {
+    for (std::int64_t i = n - c + 1; i <= n; ++i) log_fail += std::log1p(-static_cast<double>(k) / static_cast<double>(i));
+  } else {
+    for (std::int64_t j = 0; j < k; ++j) log_fail += std::log1p(-static_cast<double>(c) / static_cast<double>(n - j));
+  }
   return -std::expm1(log_fail);
 }
 
@@ -37,7 +45,13 @@ inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
   detail::check_vector(correct, "correct", samples.size);
   RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
   double sum = 0.0;
-  for (index_t i = 0; i < samples.size; ++i) sum += pass_at_k(samples[i], correct[i], k);
+  for (index_t i = 0; i < samples.size; ++i) {
+    try {
+      sum += pass_at_k(samples[i], correct[i], k);
+    } catch (const invalid_argument& e) {  // say which problem
+      detail::raise("mean_pass_at_k: problem ", i, ": ", std::string(e.what()).substr(std::strlen("resrl: ")));
+    }
+  }
   return sum / static_cast<double>(samples.size);
 }
 
@@ -96,6 +110,7 @@ struct token_weight_summary {
 };
 
 inline token_weight_summary summarize(const group_diagnostics* groups, index_t count) {
+  RESRL_EXPECTS(count >= 0, "summarize: negative group count ", count);
   RESRL_EXPECTS(groups != nullptr || count == 0, "summarize: null diagnostics for ", count, " groups");
   token_weight_summary s;
   s.groups = count;

@@ -1,6 +1,8 @@
 // Length-scaled outcome reward of the reference reward manager (spec §7).
 #pragma once
 
+#include <cmath>
+
 #include "resrl/core/error.hpp"
 #include "resrl/core/macros.hpp"
 #include "resrl/views.hpp"
@@ -37,11 +39,11 @@ inline void length_scaled_rewards(const vector_view<const float>& rewards, const
   const index_t B = rewards.size;
   detail::check_vector(rewards, "rewards", B);
   detail::check_vector(lengths, "lengths", B);
-  detail::check_vector(out, "out", B);
+  detail::check_output_vector(out, "out", B);
   for (index_t b = 0; b < B; ++b) {
     RESRL_EXPECTS(lengths[b] >= 0, "lengths[", b, "] is ", lengths[b], " (expected >= 0)");
     const double r = rewards[b];
-    RESRL_EXPECTS(r == r, "rewards[", b, "] is NaN");
+    if (!std::isfinite(r)) detail::raise<non_finite_input>("rewards[", b, "] is ", r, " (rewards must be finite)");
     out[b] = static_cast<float>(length_scaled_reward(r, lengths[b], p));
   }
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "resrl/core/error.hpp"
 #include "resrl/core/macros.hpp"
@@ -91,9 +92,19 @@ matrix_view<const T> as_const(const matrix_view<T>& v) {
 
 namespace detail {
 
+/// offset + (extent - 1) * stride for extent >= 1 and offset, stride >= 0,
+/// or -1 when that overflows index_t.
+inline index_t extend_offset(index_t offset, index_t extent, index_t stride) {
+  if (offset < 0 || extent <= 1 || stride == 0) return offset;
+  if (extent - 1 > (std::numeric_limits<index_t>::max() - offset) / stride) return -1;
+  return offset + (extent - 1) * stride;
+}
+
 // Shape and stride checks shared by every public entry point. Strides may be
 // anything that keeps distinct elements distinct for outputs; inputs may
 // alias (a stride of 0 broadcasts), which trainers use for per-sample values.
+// The offset of the last element must fit index_t, so index arithmetic never
+// overflows; whether the memory exists cannot be checked.
 template <class T>
 void check_tensor3(const tensor3_view<T>& v, const char* name) {
   RESRL_EXPECTS(v.batch >= 0 && v.tokens >= 0 && v.features >= 0, name, ": negative extent (", v.batch,
@@ -104,29 +115,36 @@ void check_tensor3(const tensor3_view<T>& v, const char* name) {
                 ", ", v.token_stride, ") are not supported");
   RESRL_EXPECTS(v.tokens <= 1 || v.token_stride >= v.features, name, ": token_stride ", v.token_stride,
                 " is smaller than the feature count ", v.features, " (rows would overlap)");
+  RESRL_EXPECTS(v.empty() || extend_offset(extend_offset(extend_offset(0, v.batch, v.sample_stride), v.tokens,
+                                                         v.token_stride),
+                                           v.features, 1) >= 0,
+                name, ": shape (", v.batch, ", ", v.tokens, ", ", v.features, ") with strides (", v.sample_stride,
+                ", ", v.token_stride, ") reaches past the int64 index range");
 }
 
 template <class T>
 void check_matrix(const matrix_view<T>& v, const char* name, index_t rows, index_t cols) {
-  RESRL_EXPECTS(v.data != nullptr || rows * cols == 0, name, ": null data for a (", rows, ", ", cols,
-                ") matrix");
   RESRL_EXPECTS(v.rows == rows && v.cols == cols, name, ": shape (", v.rows, ", ", v.cols, ") but expected (",
                 rows, ", ", cols, ")");
+  RESRL_EXPECTS(rows >= 0 && cols >= 0, name, ": negative shape (", rows, ", ", cols, ")");
+  const bool empty = rows == 0 || cols == 0;
+  RESRL_EXPECTS(v.data != nullptr || empty, name, ": null data for a (", rows, ", ", cols, ") matrix");
   RESRL_EXPECTS(v.row_stride >= 0 && v.col_stride >= 0, name, ": negative strides (", v.row_stride, ", ",
                 v.col_stride, ") are not supported");
+  RESRL_EXPECTS(empty || extend_offset(extend_offset(0, rows, v.row_stride), cols, v.col_stride) >= 0, name,
+                ": shape (", rows, ", ", cols, ") with strides (", v.row_stride, ", ", v.col_stride,
+                ") reaches past the int64 index range");
 }
 
 template <class T>
 void check_vector(const vector_view<T>& v, const char* name, index_t size) {
-  RESRL_EXPECTS(v.data != nullptr || size == 0, name, ": null data for a vector of ", size, " elements");
   RESRL_EXPECTS(v.size == size, name, ": size ", v.size, " but expected ", size);
+  RESRL_EXPECTS(size >= 0, name, ": negative size ", size);
+  RESRL_EXPECTS(v.data != nullptr || size == 0, name, ": null data for a vector of ", size, " elements");
   RESRL_EXPECTS(v.stride >= 0, name, ": negative stride ", v.stride, " is not supported");
+  RESRL_EXPECTS(extend_offset(0, size, v.stride) >= 0, name, ": size ", size, " with stride ", v.stride,
+                " reaches past the int64 index range");
 }
-
-}  // namespace detail
-}  // namespace resrl
-
-namespace resrl::detail {
 
 // Outputs must not alias themselves: every element gets its own address.
 template <class T>
@@ -134,8 +152,15 @@ void check_output_matrix(const matrix_view<T>& v, const char* name, index_t rows
   check_matrix(v, name, rows, cols);
   RESRL_EXPECTS(cols <= 1 || v.col_stride >= 1, name, ": col_stride ", v.col_stride,
                 " makes output elements overlap");
-  RESRL_EXPECTS(rows <= 1 || v.row_stride >= (cols - 1) * v.col_stride + 1, name, ": row_stride ",
+  RESRL_EXPECTS(rows <= 1 || v.row_stride > (cols - 1) * v.col_stride, name, ": row_stride ",
                 v.row_stride, " makes output rows overlap (cols ", cols, ", col_stride ", v.col_stride, ")");
 }
 
-}  // namespace resrl::detail
+template <class T>
+void check_output_vector(const vector_view<T>& v, const char* name, index_t size) {
+  check_vector(v, name, size);
+  RESRL_EXPECTS(size <= 1 || v.stride >= 1, name, ": stride ", v.stride, " makes output elements overlap");
+}
+
+}  // namespace detail
+}  // namespace resrl

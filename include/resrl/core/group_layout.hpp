@@ -23,6 +23,7 @@ struct group_layout {
 };
 
 inline void check_grouping(const grouping& groups, index_t batch) {
+  if (batch == 0 && !groups.ids.present() && groups.rollout_n == 0) return;  // an empty id array may have no data
   if (groups.ids.present()) {
     RESRL_EXPECTS(groups.rollout_n == 0, "grouping: give either group ids or rollout_n, not both (rollout_n = ",
                   groups.rollout_n, ")");
@@ -48,6 +49,7 @@ inline group_layout build_group_layout(const grouping& groups, index_t batch, wo
   layout.members = members;
   layout.ids = ids;
   offsets[0] = 0;
+  if (batch == 0) return layout;
   if (!groups.ids.present()) {
     const index_t n = groups.rollout_n;
     layout.count = batch / n;
@@ -103,6 +105,7 @@ inline group_layout build_group_layout(const grouping& groups, index_t batch, wo
 /// Number of prompt groups (the size of the diagnostics array a call fills).
 inline index_t count_groups(const grouping& groups, index_t batch) {
   check_grouping(groups, batch);
+  if (batch == 0) return 0;
   if (!groups.ids.present()) return batch / groups.rollout_n;
   workspace_arena measure;
   build_group_layout(groups, batch, measure);

@@ -65,9 +65,8 @@ RESRL_HD inline index_t group_rank(index_t rank, index_t positive_tokens_used, i
 /// Columns of the randomized sketch: k_g + oversampling, at most min(M, H).
 RESRL_HD inline index_t sketch_columns(index_t k, index_t oversampling, index_t positive_tokens_used,
                                        index_t features) {
-  index_t q = k + oversampling;
-  if (q > positive_tokens_used) q = positive_tokens_used;
-  if (q > features) q = features;
+  const index_t cap = positive_tokens_used < features ? positive_tokens_used : features;
+  const index_t q = oversampling < cap - k ? k + oversampling : cap;  // k + oversampling may overflow
   return q < k ? k : q;
 }
 

@@ -12,17 +12,19 @@
 namespace resrl::detail {
 
 inline void check_scores(const sample_scores& s, index_t batch, index_t tokens) {
-  RESRL_EXPECTS(s.per_sample.present() != s.per_token.present() || batch == 0,
+  // Token-level scores of shape (B, 0) count as given: an empty array may have no data.
+  const bool per_token = s.per_token.present() || s.per_token.rows != 0 || s.per_token.cols != 0;
+  RESRL_EXPECTS(s.per_sample.present() != per_token || batch == 0,
                 "scores: give exactly one of per_sample (B) or per_token (B, T) scores");
   if (s.per_sample.present()) check_vector(s.per_sample, "scores.per_sample", batch);
-  if (s.per_token.present()) check_matrix(s.per_token, "scores.per_token", batch, tokens);
+  if (per_token) check_matrix(s.per_token, "scores.per_token", batch, tokens);
 }
 
 template <class Hidden, class Mask>
 void check_token_weight_inputs(const token_weight_inputs<Hidden, Mask>& in) {
   check_tensor3(in.hidden, "hidden");
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
-  RESRL_EXPECTS(in.hidden.features >= 1 || B * T == 0, "hidden: features (H) must be >= 1, got shape (", B,
+  RESRL_EXPECTS(in.hidden.features >= 1 || B == 0 || T == 0, "hidden: features (H) must be >= 1, got shape (", B,
                 ", ", T, ", ", in.hidden.features, ")");
   check_matrix(in.response_mask, "response_mask", B, T);
   check_scores(in.scores, B, T);
@@ -31,7 +33,7 @@ void check_token_weight_inputs(const token_weight_inputs<Hidden, Mask>& in) {
 }
 
 inline void check_token_weight_outputs(const token_weight_outputs& out, index_t batch, index_t tokens) {
-  RESRL_EXPECTS(out.weights.present() || batch * tokens == 0, "outputs.weights is required");
+  RESRL_EXPECTS(out.weights.present() || batch == 0 || tokens == 0, "outputs.weights is required");
   check_output_matrix(out.weights, "outputs.weights", batch, tokens);
   if (out.distances.present()) check_output_matrix(out.distances, "outputs.distances", batch, tokens);
   RESRL_EXPECTS(out.diagnostics != nullptr || out.diagnostics_capacity == 0,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "resrl/advantages_types.hpp"
@@ -17,7 +18,6 @@ void grpo_advantages(const host_executor&, const sample_scores& scores, const ma
                      const grouping& groups, const grpo_params& p, const matrix_view<float>& out) {
   validate(p);
   const index_t B = mask.rows, T = mask.cols;
-  RESRL_EXPECTS(B >= 0 && T >= 0, "response_mask: negative shape (", B, ", ", T, ")");
   ::resrl::detail::check_matrix(mask, "response_mask", B, T);
   ::resrl::detail::check_scores(scores, B, T);
   ::resrl::detail::check_grouping(groups, B);
@@ -32,22 +32,28 @@ void grpo_advantages(const host_executor&, const sample_scores& scores, const ma
   const auto layout = ::resrl::detail::build_group_layout(groups, B, arena);
 
   std::vector<double> advantage(static_cast<std::size_t>(B), 0.0);
+  const auto score = [&](index_t i) { return s[static_cast<std::size_t>(layout.members[i])]; };
   for (index_t g = 0; g < layout.count; ++g) {
     const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
+    // Moments of the scores shifted by the first one: equal scores give
+    // exactly 0 deviations, so std = 0 and A = 0 (never 0 / 0).
+    const double shift = n > 1 ? score(begin) : 0.0;
     double mean = 0.0, std_dev = 1.0;
     if (n > 1) {
-      for (index_t i = begin; i < end; ++i) mean += s[static_cast<std::size_t>(layout.members[i])];
+      for (index_t i = begin; i < end; ++i) mean += score(i) - shift;
       mean /= static_cast<double>(n);
       double ss = 0.0;
-      for (index_t i = begin; i < end; ++i) {
-        const double d = s[static_cast<std::size_t>(layout.members[i])] - mean;
-        ss += d * d;
-      }
+      for (index_t i = begin; i < end; ++i) ss += (score(i) - shift - mean) * (score(i) - shift - mean);
       std_dev = std::sqrt(ss / static_cast<double>(n - 1));
     }
+    const double denominator = p.normalize_by_std ? std_dev + p.epsilon : 1.0;
     for (index_t i = begin; i < end; ++i) {
       const auto b = static_cast<std::size_t>(layout.members[i]);
-      advantage[b] = p.normalize_by_std ? (s[b] - mean) / (std_dev + p.epsilon) : s[b] - mean;
+      const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;  // 0: equal scores, eps 0
+      if (!(std::abs(a) <= std::numeric_limits<float>::max()))
+        ::resrl::detail::raise("advantage of sample ", b, " is ", a, ": beyond the float range (score ", s[b],
+                               ", group mean ", mean + shift, ", std ", std_dev, ")");
+      advantage[b] = a;
     }
   }
   for (index_t b = 0; b < B; ++b)
@@ -62,11 +68,10 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
                          const matrix_view<float>& out) {
   validate(p);
   const index_t B = advantages.rows, T = advantages.cols;
-  RESRL_EXPECTS(B >= 0 && T >= 0, "advantages: negative shape (", B, ", ", T, ")");
   ::resrl::detail::check_matrix(advantages, "advantages", B, T);
   ::resrl::detail::check_matrix(mask, "response_mask", B, T);
   ::resrl::detail::check_scores(scores, B, T);
-  RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B * T == 0,
+  RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B == 0 || T == 0,
                 "advantage_weighting.use_token_weights is set but no token_weights were given");
   if (p.use_token_weights && token_weights.present())
     ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
@@ -91,7 +96,11 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
         if (!(scale >= 0.0 && scale <= 1.0))
           ::resrl::detail::raise("token_weights[", b, ", ", t, "] is ", scale, " (expected a weight in [0, 1])");
       }
-      out(b, t) = static_cast<float>(a * scale);
+      const double v = a * scale;
+      if (!(std::abs(v) <= std::numeric_limits<float>::max()))  // positive_weight > 1 can overflow
+        ::resrl::detail::raise("reweighted advantage [", b, ", ", t, "] = ", a, " x ", scale,
+                               " is beyond the float range");
+      out(b, t) = static_cast<float>(v);
     }
   }
 }

@@ -1,7 +1,8 @@
 // Layer normalisation of one hidden vector without affine parameters
-// (spec §3 step 3). Statistics are taken in double whatever the input type:
-// fp32 inputs up to FLT_MAX cannot overflow the sum of squares, and a large
-// mean does not eat the variance.
+// (spec §3 step 3). Statistics are taken in the compute type with Eigen's
+// vectorised reductions; when they overflow (fp32 squares of |x| > 1.8e19)
+// they are taken again in double, so inputs up to FLT_MAX are fine and only
+// NaN or Inf in x is reported.
 #pragma once
 
 #include <cmath>
@@ -21,13 +22,19 @@ template <class T, class C>
 bool layer_norm_row(const T* x, index_t features, C* out) {
   array_map<C> o(out, features);
   o = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x, features).template cast<C>();
-  const double n = static_cast<double>(features);
-  const double mean = o.template cast<double>().sum() / n;
-  if (!std::isfinite(mean)) return false;
-  const double var = (o.template cast<double>() - mean).square().sum() / n;
-  if (!std::isfinite(var)) return false;
-  const double inv_std = 1.0 / std::sqrt(var + token_weight_constants::layer_norm_eps);
-  o = ((o.template cast<double>() - mean) * inv_std).template cast<C>();
+  const C n = static_cast<C>(features);
+  C mean = o.sum() / n;
+  C var = (o - mean).square().sum() / n;
+  if (!std::isfinite(mean) || !std::isfinite(var)) {
+    const double mean_d = o.template cast<double>().sum() / static_cast<double>(features);
+    if (!std::isfinite(mean_d)) return false;
+    const double var_d = (o.template cast<double>() - mean_d).square().sum() / static_cast<double>(features);
+    if (!std::isfinite(var_d)) return false;
+    const double inv_std = 1.0 / std::sqrt(var_d + token_weight_constants::layer_norm_eps);
+    o = ((o.template cast<double>() - mean_d) * inv_std).template cast<C>();
+    return true;
+  }
+  o = (o - mean) * static_cast<C>(1.0 / std::sqrt(static_cast<double>(var) + token_weight_constants::layer_norm_eps));
   return true;
 }
 

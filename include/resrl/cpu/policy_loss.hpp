@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "resrl/core/aggregation.hpp"
@@ -29,7 +30,6 @@ policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Re
   using ::resrl::detail::check_output_matrix;
   validate(p);
   const index_t B = in.logp.rows, T = in.logp.cols;
-  RESRL_EXPECTS(B >= 0 && T >= 0, "logp: negative shape (", B, ", ", T, ")");
   check_matrix(in.logp, "logp", B, T);
   check_matrix(in.old_logp, "old_logp", B, T);
   check_matrix(in.advantages, "advantages", B, T);
@@ -83,7 +83,14 @@ policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Re
         r.kl_loss += w * kl.value;
         dlogp += p.kl_coeff * kl.slope;
       }
-      if (grad.dlogp.present()) grad.dlogp(b, t) = static_cast<Real>(w * dlogp);
+      if (grad.dlogp.present()) {
+        const double g = w * dlogp;
+        if (!(std::abs(g) <= static_cast<double>(std::numeric_limits<Real>::max())))
+          ::resrl::detail::raise("gradients.dlogp[", b, ", ", t, "] is ", g, ": beyond the range of the output type (",
+                                 "advantage ", static_cast<double>(in.advantages(b, t)), ", log-ratio ",
+                                 tok.negative_approx_kl, ")");
+        grad.dlogp(b, t) = static_cast<Real>(g);
+      }
       if (grad.dentropy.present()) grad.dentropy(b, t) = static_cast<Real>(-p.entropy_coeff * w);
     }
   }
@@ -93,6 +100,8 @@ policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Re
     r.ppo_kl = kl_sum / static_cast<double>(total);
   }
   r.loss = r.pg_loss - p.entropy_coeff * r.entropy + p.kl_coeff * r.kl_loss;
+  RESRL_EXPECTS(std::isfinite(r.loss), "policy loss is ", r.loss, " (pg_loss ", r.pg_loss, ", entropy ", r.entropy,
+                ", kl_loss ", r.kl_loss, "): the inputs overflow double precision");
   return r;
 }
 

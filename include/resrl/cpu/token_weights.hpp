@@ -49,7 +49,7 @@ struct token_weight_plan {
   float* negative_distances = nullptr;     // their residual distances
   float* quantile_scratch = nullptr;       // reordered copy for selection
   C* positives = nullptr;                  // (used x H) centred layer-normed positive tokens
-  double* column_sums = nullptr;           // H
+  C* column_sums = nullptr;                // per token chunk: H partial column sums
   C* mean = nullptr;                       // H: mu
   C* basis = nullptr;                      // (H x k) V
   randomized_scratch<C> sketch;            // randomized solver only
@@ -78,15 +78,14 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
   plan.negative_distances = arena.take<float>(n(cap_tokens));
   plan.quantile_scratch = arena.take<float>(n(cap_tokens));
   plan.positives = arena.take<C>(n(max_used * s.features));
-  plan.column_sums = arena.take<double>(n(s.features));
+  plan.column_sums = arena.take<C>(n(chunk_count(max_used, tuning::token_chunk) * s.features));
   plan.mean = arena.take<C>(n(s.features));
   plan.basis = arena.take<C>(n(s.features * max_rank));
   if (p.solver == subspace_solver::randomized) {
     const index_t q = std::max<index_t>(1, sketch_columns(max_rank, p.oversampling, max_used, s.features));
-    plan.sketch.tokens_a = arena.take<C>(n(max_used * q));
-    plan.sketch.tokens_b = arena.take<C>(n(max_used * q));
-    plan.sketch.features_a = arena.take<C>(n(s.features * q));
-    plan.sketch.features_b = arena.take<C>(n(s.features * q));
+    plan.sketch.tokens = arena.take<C>(n(max_used * q));
+    plan.sketch.features = arena.take<C>(n(s.features * q));
+    plan.sketch.gram = arena.take<C>(n(randomized_gram_scratch(std::max(max_used, s.features), q)));
   }
   plan.chunk_rows = arena.take<C>(n(s.threads * tuning::token_chunk * s.features));
   plan.chunk_projections = arena.take<C>(n(s.threads * tuning::token_chunk * max_rank));
@@ -131,33 +130,29 @@ inline void subsample_tokens(token_entry* candidates, index_t count, index_t kee
 }
 
 /// Layer-normalises and centres the kept positive tokens into plan.positives
-/// and their mean into plan.mean (spec §3 steps 3-4).
+/// and their mean into plan.mean (spec §3 steps 3-4). Column sums are taken
+/// per token chunk while the rows are in cache, then added in chunk order.
 template <class Hidden, class C>
 void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
                              index_t used, const token_weight_plan<C>& plan) {
-  const index_t T = hidden.tokens, H = hidden.features;
+  const index_t T = hidden.tokens, H = hidden.features, chunks = chunk_count(used, tuning::token_chunk);
   row_major_map<C> P(plan.positives, used, H);
   first_index bad;
-  parallel_chunks(threads, chunk_count(used, tuning::token_chunk), [&](index_t c, int) {
-    const index_t end = std::min(used, (c + 1) * tuning::token_chunk);
-    for (index_t i = c * tuning::token_chunk; i < end; ++i) {
+  parallel_chunks(threads, chunks, [&](index_t c, int) {
+    const index_t r0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, used - r0);
+    for (index_t i = r0; i < r0 + n; ++i) {
       const index_t token = tokens[i].token;
       if (!layer_norm_row(hidden.row(token / T, token % T), H, &P(i, 0))) bad.report(token);
     }
+    Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H) = P.middleRows(r0, n).colwise().sum();
   });
   if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
-  // Column means in double, one feature chunk per task so that each sum runs
-  // over the tokens in one fixed order.
-  parallel_chunks(threads, chunk_count(H, tuning::feature_chunk), [&](index_t c, int) {
-    const index_t h0 = c * tuning::feature_chunk, h1 = std::min(H, h0 + tuning::feature_chunk);
-    for (index_t h = h0; h < h1; ++h) plan.column_sums[h] = 0.0;
-    for (index_t i = 0; i < used; ++i)
-      for (index_t h = h0; h < h1; ++h) plan.column_sums[h] += static_cast<double>(P(i, h));
-    for (index_t h = h0; h < h1; ++h) plan.mean[h] = static_cast<C>(plan.column_sums[h] / static_cast<double>(used));
-  });
-  const Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
-  parallel_chunks(threads, chunk_count(used, tuning::token_chunk), [&](index_t c, int) {
-    const index_t r0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, used - r0);
+  Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
+  mu = Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums, H);
+  for (index_t c = 1; c < chunks; ++c) mu += Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H);
+  mu /= static_cast<C>(used);
+  parallel_chunks(threads, chunk_count(used, tuning::gemm_row_chunk), [&](index_t c, int) {
+    const index_t r0 = c * tuning::gemm_row_chunk, n = std::min(tuning::gemm_row_chunk, used - r0);
     P.middleRows(r0, n).rowwise() -= mu;
   });
 }
@@ -176,7 +171,7 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
     const index_t i0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, count - i0);
     row_major_map<C> rows(plan.chunk_rows + thread * tuning::token_chunk * H, n, H);
     col_major_map<C> proj(plan.chunk_projections + thread * tuning::token_chunk * rank, n, rank);
-    double squared_norm[tuning::token_chunk];
+    C squared_norm[tuning::token_chunk];
     bool chunk_ok = true;
     for (index_t i = 0; i < n; ++i) {
       const index_t token = plan.negative_tokens[i0 + i];
@@ -187,12 +182,12 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
       }
       auto h = rows.row(i).array();
       h -= mu;
-      squared_norm[i] = h.template cast<double>().square().sum();
+      squared_norm[i] = h.matrix().squaredNorm();
     }
     if (!chunk_ok) return;
     proj.noalias() = rows * V;
     for (index_t i = 0; i < n; ++i) {
-      const double residual = squared_norm[i] - proj.row(i).template cast<double>().squaredNorm();
+      const double residual = static_cast<double>(squared_norm[i]) - static_cast<double>(proj.row(i).squaredNorm());
       // ||r||^2 >= 0 exactly; cancellation may leave a rounding-sized negative.
       plan.negative_distances[i0 + i] = static_cast<float>(std::max(residual, 0.0) / static_cast<double>(H));
     }
