@@ -1,0 +1,120 @@
+// The hardware floor of a token-weight call on this machine: the time of the
+// GEMM passes the solver needs over the positive tokens, one GEMM pass over
+// the negative tokens, and one read of every hidden state the call uses, at
+// rates measured here, now, for the library's own GEMM shapes.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "resrl/token_weights_types.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace resrl::bench {
+
+/// Work of one call, counted from its shapes.
+struct call_cost {
+  double gemm_flops = 0;    // all GEMM passes (positive solver + negative projection)
+  double hidden_bytes = 0;  // one read of each hidden state used
+  int positive_passes = 0;  // GEMM passes over the positive tokens
+};
+
+/// One group with `positive_tokens` kept positive tokens (after
+/// subsampling), `negative_tokens` negative ones, H features, rank k.
+inline call_cost group_cost(index_t positive_tokens, index_t negative_tokens, index_t H, const token_weight_params& p,
+                            std::size_t hidden_element_bytes) {
+  const index_t k = std::min({p.rank, positive_tokens - 1, H});
+  const index_t q = std::min({k + p.oversampling, positive_tokens, H});
+  call_cost c;
+  // Sketch P^T Omega, two passes per power iteration, and P Q for the final
+  // rotation only when q > k (see subspace_randomized.hpp).
+  c.positive_passes = 1 + 2 * p.power_iterations + (q > k ? 1 : 0);
+  const double pass = 2.0 * static_cast<double>(positive_tokens) * static_cast<double>(H) * static_cast<double>(q);
+  c.gemm_flops = c.positive_passes * pass +
+                 2.0 * static_cast<double>(negative_tokens) * static_cast<double>(H) * static_cast<double>(k);
+  c.hidden_bytes = static_cast<double>(positive_tokens + negative_tokens) * static_cast<double>(H) *
+                   static_cast<double>(hidden_element_bytes);
+  return c;
+}
+
+inline call_cost operator+(call_cost a, const call_cost& b) {
+  a.gemm_flops += b.gemm_flops;
+  a.hidden_bytes += b.hidden_bytes;
+  a.positive_passes = std::max(a.positive_passes, b.positive_passes);
+  return a;
+}
+
+template <class F>
+double best_seconds(int repeats, F&& f) {
+  double best = 1e300;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+/// FLOP/s of Eigen's own (multi-threaded) GEMM for P (m x H, row-major) times
+/// a thin (H x q) factor, the shape of every pass, on `threads` threads.
+inline double measure_gemm_rate(index_t m, index_t H, index_t q, int threads) {
+  static std::map<std::tuple<index_t, index_t, index_t, int>, double> cache;
+  const auto key = std::make_tuple(m, H, q, threads);
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const row_major P = row_major::Random(m, H);
+  const Eigen::MatrixXf B = Eigen::MatrixXf::Random(H, q);
+  Eigen::MatrixXf out(m, q);
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+#endif
+  Eigen::setNbThreads(threads);
+  const double seconds = best_seconds(5, [&] { out.noalias() = P * B; });
+  Eigen::setNbThreads(0);
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
+  return cache[key] = 2.0 * static_cast<double>(m) * static_cast<double>(H) * static_cast<double>(q) / seconds;
+}
+
+/// Bytes/s of a streaming read (a sum over 256 MiB) on `threads` threads.
+inline double measure_read_bandwidth(int threads) {
+  static std::map<int, double> cache;
+  if (const auto it = cache.find(threads); it != cache.end()) return it->second;
+  const std::size_t n = std::size_t{64} << 20;  // floats
+  std::vector<float> data(n, 1.0f);
+  volatile float sink = 0;
+  const double seconds = best_seconds(5, [&] {
+    float total = 0;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
+#endif
+    for (std::int64_t i = 0; i < static_cast<std::int64_t>(n); i += 16) {
+      float s = 0;
+      for (int j = 0; j < 16; ++j) s += data[static_cast<std::size_t>(i + j)];
+      total += s;
+    }
+    sink = total;
+  });
+  (void)sink;
+  return cache[threads] = static_cast<double>(n * sizeof(float)) / seconds;
+}
+
+/// Floor seconds of a call of cost `c` whose passes have q columns over
+/// about `m` rows of H features.
+inline double floor_seconds(const call_cost& c, index_t m, index_t H, index_t q, int threads) {
+  return c.gemm_flops / measure_gemm_rate(std::max<index_t>(m, 512), H, q, threads) +
+         c.hidden_bytes / measure_read_bandwidth(threads);
+}
+
+}  // namespace resrl::bench
