@@ -114,3 +114,31 @@ TEST_CASE("randomized solver matches the exact reference on separated spectra", 
   check_against_reference<double>(resrl::subspace_solver::randomized, 25, 5);
   check_against_reference<float>(resrl::subspace_solver::randomized, 25, 6);
 }
+
+TEST_CASE("the fast preset stays within 0.02 of the exact solver on a spectrum without a gap at k",
+          "[token_weights][preset]") {
+  resrl::synthetic::config c;
+  c.groups = 1;
+  c.responses = 4;
+  c.positives = 2;
+  c.tokens = 600;
+  c.features = 384;
+  c.shared_rank = 96;  // decays through k = 32 with no clean gap
+  c.error_rank = 32;
+  c.spectrum_decay = 0.97;
+  c.noise = 0.05;
+  c.min_length_fraction = 1.0;
+  const auto batch = resrl::synthetic::make_batch(c);
+  const auto hidden = fixture::make_hidden<float>(batch, {});
+  auto exact = resrl::token_weight_params::reference();
+  exact.rank = 32;
+  exact.solver = resrl::subspace_solver::exact;
+  auto fast = resrl::token_weight_params::fast();
+  fast.rank = 32;
+  const auto want = fixture::run(fixture::inputs(batch, hidden.view), exact);
+  const auto got = fixture::run(fixture::inputs(batch, hidden.view), fast);
+  double worst = 0;
+  for (std::size_t j = 0; j < want.weights.size(); ++j)
+    worst = std::max(worst, static_cast<double>(std::abs(got.weights[j] - want.weights[j])));
+  CHECK(worst <= 0.02);
+}
