@@ -113,11 +113,19 @@ inline command_spec token_weights_spec() {
           "printed on stdout."};
 }
 
+#if defined(RESRL_HAS_CUDA)
+}  // namespace resrl::cli
+#include "cuda_device.hpp"  // the CUDA path lives in cuda_device.cu (nvcc)
+namespace resrl::cli {
+#endif
+
 inline device parse_device(const parsed_args& args) {
   const device dev = args.choice<device>("--device", {{"cpu", device::cpu}, {"cuda", device::cuda}});
 #if !defined(RESRL_HAS_CUDA)
   if (dev == device::cuda)
     throw usage_error("this build of resrl has no CUDA backend (configure with -DRESRL_ENABLE_CUDA=ON)");
+#else
+  if (dev == device::cuda && !cuda_device_available()) throw usage_error("no CUDA device available");
 #endif
   return dev;
 }
@@ -160,10 +168,31 @@ std::vector<double> run_token_weights(device dev, const token_weight_job<Hidden>
       std::vector<unsigned char> ws(token_weights_workspace_size(exec, job.in, job.params));
       return time_runs(job.repeat, [&] { token_weights(exec, job.in, job.params, job.out, {ws.data(), ws.size()}); });
     }
-    case device::cuda:
-      // A CUDA path goes here behind #if defined(RESRL_HAS_CUDA): copy job.in to
-      // the device once, time the calls on a cuda executor, copy job.out back.
+    case device::cuda: {
+#if defined(RESRL_HAS_CUDA)
+      // Copies job.in to the device once, times the calls (CUDA events), copies job.out back.
+      if constexpr (std::is_same_v<Hidden, double>) {
+        throw usage_error("--device cuda: float64 hidden states are not supported (give float32, float16 or bfloat16)");
+      } else {
+        cuda_token_weight_job cuda_job;
+        cuda_job.hidden = job.in.hidden.data;
+        cuda_job.type = std::is_same_v<Hidden, float>         ? cuda_hidden_type::f32
+                        : std::is_same_v<Hidden, Eigen::half> ? cuda_hidden_type::f16
+                                                              : cuda_hidden_type::bf16;
+        cuda_job.batch = job.in.hidden.batch;
+        cuda_job.tokens = job.in.hidden.tokens;
+        cuda_job.features = job.in.hidden.features;
+        cuda_job.mask = job.in.response_mask.data;
+        cuda_job.scores = job.in.scores;
+        cuda_job.groups = job.in.groups;
+        cuda_job.params = job.params;
+        cuda_job.out = job.out;
+        cuda_job.repeat = job.repeat;
+        return run_token_weights_cuda(cuda_job);
+      }
+#endif
       break;
+    }
   }
   throw usage_error("this build of resrl has no CUDA backend (configure with -DRESRL_ENABLE_CUDA=ON)");
 }

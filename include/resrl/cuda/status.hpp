@@ -1,0 +1,130 @@
+// What a stream-ordered CUDA call found wrong in its inputs. The call's
+// kernels record the first problem of each kind in a device_status in its
+// workspace (atomicMin on an ordering key, so "first" is well defined and
+// matches the order in which the host backend checks); the synchronous
+// overloads copy it back and throw the exception the host backend would.
+// Plain C++: host code and tests can decode a status without nvcc.
+#pragma once
+
+#include <cstdint>
+
+#include "resrl/core/error.hpp"
+#include "resrl/core/macros.hpp"
+#include "resrl/views.hpp"
+
+namespace resrl::cuda {
+
+/// Which call wrote a status (decides how its codes read).
+enum class status_call : std::int32_t {
+  none = 0,
+  token_weights = 1,
+  grpo_advantages = 2,
+  reweight_advantages = 3,
+  policy_loss = 4,
+};
+
+/// Device-side error record of one call. Each word holds the smallest
+/// ordering key seen, or `none`.
+///  - `input`: a bad input value, key = (position << 4) | check, position =
+///    b * (T + 1) for a per-sample check of row b and b * (T + 1) + t + 1 for
+///    token t; positions >= B * (T + 1) are checks made after all rows. The
+///    check number is the order of the checks at one position (per call,
+///    see input_check_name).
+///  - `hidden`: a NaN/Inf in a hidden state the computation read: b * T + t.
+///  - `solver`: a failed eigensolver call: (group << 32) | info.
+struct device_status {
+  static constexpr unsigned long long none = ~0ull;
+  unsigned long long input = none;
+  unsigned long long hidden = none;
+  unsigned long long solver = none;
+  std::int64_t batch = 0;   ///< B of the call
+  std::int64_t tokens = 0;  ///< T of the call
+  std::int32_t call = 0;    ///< a status_call
+  std::int32_t per_token_scores = 0;
+
+  bool ok() const { return input == none && hidden == none && solver == none; }
+};
+
+/// Checks made at one position, in the order the host backend makes them.
+namespace input_check {
+// token_weights, grpo_advantages, reweight_advantages
+inline constexpr int score = 0;
+// grpo_advantages: after all rows (position B * (T + 1) + b)
+inline constexpr int advantage_overflow = 1;
+// reweight_advantages
+inline constexpr int advantages = 1;
+inline constexpr int weight_range = 2;
+inline constexpr int reweighted_overflow = 3;
+// policy_loss
+inline constexpr int logp = 0;
+inline constexpr int old_logp = 1;
+inline constexpr int loss_advantages = 2;
+inline constexpr int entropy = 3;
+inline constexpr int ref_logp = 4;
+inline constexpr int dlogp_overflow = 5;
+inline constexpr int loss_not_finite = 6;  // position B * (T + 1)
+}  // namespace input_check
+
+/// Ordering key of a check at token t (t = -1: the per-sample check of row b).
+RESRL_HD inline constexpr unsigned long long input_key(index_t b, index_t t, index_t tokens, int check) {
+  return ((static_cast<unsigned long long>(b) * static_cast<unsigned long long>(tokens + 1) +
+           static_cast<unsigned long long>(t + 1))
+          << 4) |
+         static_cast<unsigned long long>(check);
+}
+
+/// Throws what the host backend would have thrown for the first problem
+/// recorded: bad input values first (the host checks them first), then
+/// non-finite hidden states, then solver failures. Does nothing when ok().
+inline void throw_if_failed(const device_status& s) {
+  using ::resrl::detail::raise;
+  const auto call = static_cast<status_call>(s.call);
+  if (s.input != device_status::none) {
+    const int check = static_cast<int>(s.input & 15u);
+    const unsigned long long position = s.input >> 4;
+    const auto row_length = static_cast<unsigned long long>(s.tokens + 1);
+    const auto rows = static_cast<unsigned long long>(s.batch);
+    const auto b = static_cast<index_t>(position / row_length);
+    const auto t = static_cast<index_t>(position % row_length) - 1;  // -1: per-sample check
+    const bool after_rows = position >= rows * row_length;
+    const auto late = static_cast<index_t>(position - rows * row_length);  // index of an after-rows check
+    if (check == input_check::score &&
+        (call == status_call::token_weights || call == status_call::grpo_advantages ||
+         call == status_call::reweight_advantages) && !after_rows) {
+      if (s.per_token_scores)
+        raise<non_finite_input>("scores.per_token[", b, ", ", t, "] is NaN or Inf at a valid token (scores must be finite)");
+      raise<non_finite_input>("scores.per_sample[", b, "] is NaN or Inf (scores must be finite)");
+    }
+    if (call == status_call::grpo_advantages && check == input_check::advantage_overflow)
+      raise("advantage of sample ", late, " is beyond the float range");
+    if (call == status_call::reweight_advantages) {
+      if (check == input_check::advantages)
+        raise<non_finite_input>("advantages[", b, ", ", t, "] is NaN or Inf at a valid token (values must be finite)");
+      if (check == input_check::weight_range)
+        raise("token_weights[", b, ", ", t, "] is not a weight in [0, 1]");
+      if (check == input_check::reweighted_overflow)
+        raise("reweighted advantage [", b, ", ", t, "] is beyond the float range");
+    }
+    if (call == status_call::policy_loss) {
+      if (check == input_check::loss_not_finite)
+        raise("policy loss is not finite: the inputs overflow double precision");
+      static constexpr const char* names[] = {"logp", "old_logp", "advantages", "entropy", "ref_logp"};
+      if (check >= input_check::logp && check <= input_check::ref_logp)
+        raise<non_finite_input>(names[check], "[", b, ", ", t, "] is NaN or Inf at a valid token (values must be finite)");
+      if (check == input_check::dlogp_overflow)
+        raise("gradients.dlogp[", b, ", ", t, "] is beyond the range of the output type");
+    }
+    raise<error>("device status: unknown input check ", check, " of call ", s.call);
+  }
+  if (s.hidden != device_status::none) {
+    const auto T = static_cast<unsigned long long>(s.tokens > 0 ? s.tokens : 1);
+    raise<non_finite_input>("hidden: NaN or Inf in the hidden state of sample ", s.hidden / T, ", token ", s.hidden % T,
+                            " (hidden states must be finite)");
+  }
+  if (s.solver != device_status::none) {
+    raise<numerical_error>("eigensolver failed for group ", s.solver >> 32, " (cuSOLVER info ",
+                           static_cast<std::int32_t>(s.solver & 0xffffffffu), ")");
+  }
+}
+
+}  // namespace resrl::cuda

@@ -1,0 +1,115 @@
+// `resrl token-weights --device cuda`: with a GPU it equals --device cpu on
+// the same files (within the GPU tolerances of token_weights_test.cu); without
+// one it fails with a one-line "no CUDA device available" and exit status 2.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "cpu_backend.hpp"
+#include "npy.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool have_device() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct run_result {
+  int status;
+  std::string err;
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+run_result run_cli(const fs::path& dir, const std::string& args) {
+  const std::string cmd = std::string(RESRL_CLI_PATH) + " " + args + " >" + (dir / "stdout").string() + " 2>" +
+                          (dir / "stderr").string();
+  const int raw = std::system(cmd.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_text(dir / "stderr")};
+}
+
+void write(const fs::path& p, resrl::cli::npy::dtype t, const std::vector<std::int64_t>& shape, const void* data) {
+  std::ofstream(p, std::ios::binary) << resrl::cli::npy::encode(t, shape, data);
+}
+
+struct files {
+  fs::path dir;
+  files() : dir(fs::temp_directory_path() / ("resrl_cli_cuda_" + std::to_string(::getpid()))) {
+    fs::create_directories(dir);
+  }
+  ~files() { fs::remove_all(dir); }
+  std::string operator()(const std::string& name) const { return (dir / name).string(); }
+};
+
+}  // namespace
+
+TEST_CASE("cli: token-weights --device cuda", "[cuda][cli]") {
+  using resrl::cli::npy::dtype;
+  const files f;
+  cuda_test::batch_config cfg;
+  cfg.groups = 2;
+  cfg.responses = 4;
+  cfg.tokens = 40;
+  cfg.features = 32;
+  cfg.shared_rank = 4;
+  cfg.seed = 12;
+  const cuda_test::batch b = cuda_test::make_batch(cfg);
+  write(f("H.npy"), dtype::f32, {b.B, b.T, b.H}, b.hidden.data());
+  write(f("M.npy"), dtype::f32, {b.B, b.T}, b.mask.data());
+  write(f("S.npy"), dtype::f32, {b.B}, b.scores.data());
+  write(f("G.npy"), dtype::i8, {b.B}, b.group_ids.data());
+  const std::string common = "token-weights --hidden " + f("H.npy") + " --mask " + f("M.npy") + " --scores " +
+                             f("S.npy") + " --groups " + f("G.npy") + " --rank 4 --solver exact";
+  if (!have_device()) {
+    const run_result r = run_cli(f.dir, common + " --device cuda --out " + f("W.npy"));
+    CHECK(r.status == 2);
+    CHECK(r.err == "resrl token-weights: no CUDA device available\n");
+    CHECK_FALSE(fs::exists(f("W.npy")));
+    return;
+  }
+  run_result r = run_cli(f.dir, common + " --device cpu --out " + f("Wc.npy") + " --distances " + f("Dc.npy"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = run_cli(f.dir, common + " --device cuda --out " + f("Wg.npy") + " --distances " + f("Dg.npy") + " --report " +
+                         f("R.json") + " --repeat 3");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto wc = resrl::cli::npy::read(f("Wc.npy")), wg = resrl::cli::npy::read(f("Wg.npy"));
+  const auto dc = resrl::cli::npy::read(f("Dc.npy")), dg = resrl::cli::npy::read(f("Dg.npy"));
+  REQUIRE(wg.shape == wc.shape);
+  double max_distance = 0;
+  for (std::int64_t j = 0; j < dc.size(); ++j)
+    if (!std::isnan(dc.data<float>()[j])) max_distance = std::max<double>(max_distance, dc.data<float>()[j]);
+  for (std::int64_t j = 0; j < wc.size(); ++j) {
+    CHECK(std::abs(wg.data<float>()[j] - wc.data<float>()[j]) <= 5e-4);
+    const float x = dg.data<float>()[j], y = dc.data<float>()[j];
+    CHECK(std::isnan(x) == std::isnan(y));
+    if (!std::isnan(y)) CHECK(std::abs(x - y) <= 5e-5 * max_distance);
+  }
+  const std::string report = read_text(f("R.json"));
+  CHECK(report.find("\"device\": \"cuda\"") != std::string::npos);
+  CHECK(report.find("\"median_seconds\"") != std::string::npos);
+  // float64 hidden states are refused on the GPU with a one-line message.
+  std::vector<double> h64(b.hidden.begin(), b.hidden.end());
+  write(f("H64.npy"), dtype::f64, {b.B, b.T, b.H}, h64.data());
+  r = run_cli(f.dir, "token-weights --hidden " + f("H64.npy") + " --mask " + f("M.npy") + " --scores " + f("S.npy") +
+                         " --rollout-n 4 --device cuda --out " + f("W64.npy"));
+  CHECK(r.status == 2);
+  CHECK(r.err.find("float64") != std::string::npos);
+}

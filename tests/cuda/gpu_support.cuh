@@ -1,0 +1,130 @@
+// Device side of the GPU tests: buffers, a stream with handles, and the GPU
+// token weights on a host_call (upload, run, download).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+#include <vector>
+
+#include "cpu_backend.hpp"
+#include "resrl/cuda/token_weights.cuh"
+
+namespace cuda_test {
+
+/// A device array of n elements of T.
+template <class T>
+class device_buffer {
+ public:
+  device_buffer() = default;
+  explicit device_buffer(std::size_t n) : n_(n) {
+    if (n) RESRL_CUDA_CHECK(cudaMalloc(&data_, n * sizeof(T)));
+  }
+  explicit device_buffer(const std::vector<T>& host) : device_buffer(host.size()) { upload(host); }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  device_buffer(device_buffer&& o) noexcept : data_(o.data_), n_(o.n_) {
+    o.data_ = nullptr;
+    o.n_ = 0;
+  }
+  ~device_buffer() {
+    if (data_) cudaFree(data_);
+  }
+  void upload(const std::vector<T>& host) {
+    if (!host.empty()) RESRL_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(n_);
+    if (n_) RESRL_CUDA_CHECK(cudaMemcpy(host.data(), data_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+  T* get() const { return data_; }
+  std::size_t size() const { return n_; }
+  resrl::workspace_view view() const { return {data_, n_ * sizeof(T)}; }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+/// A non-blocking stream (capturable) with its cuBLAS / cuSOLVER handles.
+class gpu {
+ public:
+  gpu() : stream_(make_stream()), context_(stream_) {}
+  gpu(const gpu&) = delete;
+  gpu& operator=(const gpu&) = delete;
+  ~gpu() { cudaStreamDestroy(stream_); }
+  const resrl::cuda_executor& exec() const { return context_.executor(); }
+  cudaStream_t stream() const { return stream_; }
+  void sync() const { RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+ private:
+  static cudaStream_t make_stream() {
+    cudaStream_t s = nullptr;
+    RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
+  }
+  cudaStream_t stream_;
+  resrl::cuda_context context_;
+};
+
+/// A host_call's inputs on the device, as token_weight_inputs<Hidden, float>.
+template <class Hidden>
+struct device_call {
+  device_buffer<unsigned char> hidden;
+  device_buffer<float> mask, scores;
+  device_buffer<std::uint8_t> excluded;
+  resrl::token_weight_inputs<Hidden, float> in;
+
+  explicit device_call(const host_call& c)
+      : hidden(c.hidden->bytes),
+        mask(std::vector<float>(c.mask, c.mask + c.hidden->B * c.hidden->T)),
+        scores(std::vector<float>(c.scores, c.scores + (c.per_token_scores ? c.hidden->B * c.hidden->T : c.hidden->B))),
+        excluded(c.excluded ? std::vector<std::uint8_t>(c.excluded, c.excluded + c.hidden->B * c.hidden->T)
+                            : std::vector<std::uint8_t>{}) {
+    const host_hidden& x = *c.hidden;
+    in.hidden = resrl::make_tensor3_view(reinterpret_cast<const Hidden*>(hidden.get()), x.B, x.T, x.H, x.sample_stride,
+                                         x.token_stride);
+    in.response_mask = resrl::make_matrix_view<const float>(mask.get(), x.B, x.T);
+    in.scores = c.per_token_scores ? resrl::sample_scores::of_tokens(scores.get(), x.B, x.T)
+                                   : resrl::sample_scores::of_samples(scores.get(), x.B);
+    in.groups = c.group_ids ? resrl::grouping::by_ids(c.group_ids, x.B) : resrl::grouping::by_rollout(c.rollout_n);
+    if (c.excluded) in.excluded = resrl::make_matrix_view<const std::uint8_t>(excluded.get(), x.B, x.T);
+  }
+};
+
+/// Device outputs of one call and their host copies.
+struct device_outputs {
+  device_buffer<float> weights, distances;
+  device_buffer<resrl::group_diagnostics> groups;
+  resrl::token_weight_outputs out;
+
+  device_outputs(std::int64_t B, std::int64_t T, std::int64_t G)
+      : weights(static_cast<std::size_t>(B * T)),
+        distances(static_cast<std::size_t>(B * T)),
+        groups(static_cast<std::size_t>(G)) {
+    out = {resrl::make_matrix_view(weights.get(), B, T), resrl::make_matrix_view(distances.get(), B, T), groups.get(), G};
+  }
+  result download() const { return {weights.download(), distances.download(), groups.download()}; }
+};
+
+/// The GPU token weights of a host_call (synchronous call).
+template <class Hidden>
+result gpu_token_weights_as(const gpu& g, const host_call& c, const resrl::token_weight_params& p) {
+  device_call<Hidden> d(c);
+  device_outputs o(c.hidden->B, c.hidden->T, resrl::detail::count_groups(d.in.groups, c.hidden->B));
+  resrl::token_weights(g.exec(), d.in, p, o.out);
+  return o.download();
+}
+
+inline result gpu_token_weights(const gpu& g, const host_call& c, const resrl::token_weight_params& p) {
+  switch (c.hidden->type) {
+    case dtype::f16: return gpu_token_weights_as<__half>(g, c, p);
+    case dtype::bf16: return gpu_token_weights_as<__nv_bfloat16>(g, c, p);
+    case dtype::f32: break;
+  }
+  return gpu_token_weights_as<float>(g, c, p);
+}
+
+}  // namespace cuda_test
