@@ -4,6 +4,7 @@
 // message on stderr, no output written), 1 on any other failure.
 #include <exception>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,9 @@ int main(int argc, char** argv) {
     } catch (const resrl::invalid_argument& e) {  // includes non_finite_input
       std::cerr << prefix << one_line(e.what()) << "\n";
       return 2;
+    } catch (const std::bad_alloc&) {  // e.g. a zero-size array whose other extents are huge
+      std::cerr << prefix << "error: out of memory: the inputs need more memory than is available\n";
+      return 1;
     } catch (const std::exception& e) {
       std::cerr << prefix << "error: " << one_line(e.what()) << "\n";
       return 1;

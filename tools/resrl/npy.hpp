@@ -178,49 +178,35 @@ inline dtype parse_descr(const std::string& d, const std::string& file) {
 
 }  // namespace detail
 
-/// Reads a whole .npy file. Throws npy::error on anything it cannot vouch for.
-inline array read(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (st.type() == fs::file_type::not_found) throw error(path + ": no such file");
-  if (ec) throw error(path + ": " + ec.message());
-  if (fs::is_directory(st)) throw error(path + ": is a directory, not a .npy file");
-  if (!fs::is_regular_file(st)) throw error(path + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw error(path + ": cannot open: " + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff file_size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (!in || file_size < 0) throw error(path + ": cannot determine the file size");
-  const auto read_exact = [&](unsigned char* dst, std::size_t n) {
-    if (n && !in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n)))
-      throw error(path + ": read failed");
-  };
+namespace detail {
 
+/// Parses a .npy image of `size` bytes; `read_exact(dst, n)` copies its next
+/// n bytes (the caller guarantees they exist). `name` is used in messages.
+template <class ReadExact>
+array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name) {
   static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   unsigned char pre[12] = {};
-  if (file_size < 6) throw error(path + ": not a .npy file (too short for the magic string)");
+  if (size < 6) throw error(name + ": not a .npy file (too short for the magic string)");
   read_exact(pre, 6);
-  if (std::memcmp(pre, magic, 6) != 0) throw error(path + ": not a .npy file (wrong magic string)");
-  if (file_size < 8) throw error(path + ": truncated header (no version)");
+  if (std::memcmp(pre, magic, 6) != 0) throw error(name + ": not a .npy file (wrong magic string)");
+  if (size < 8) throw error(name + ": truncated header (no version)");
   read_exact(pre + 6, 2);
   const int major = pre[6], minor = pre[7];
   if (minor != 0 || major < 1 || major > 3)
-    throw error(path + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor));
+    throw error(name + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor));
   const int length_bytes = major == 1 ? 2 : 4;
-  const std::streamoff preamble = 8 + length_bytes;
-  if (file_size < preamble) throw error(path + ": truncated header (no header length)");
+  const std::uint64_t preamble = 8 + static_cast<std::uint64_t>(length_bytes);
+  if (size < preamble) throw error(name + ": truncated header (no header length)");
   read_exact(pre + 8, static_cast<std::size_t>(length_bytes));
-  const std::uint64_t header_len = detail::little_endian(pre + 8, length_bytes);
-  if (header_len > static_cast<std::uint64_t>(file_size - preamble))
-    throw error(path + ": header length " + std::to_string(header_len) + " goes beyond the end of the file (" +
-                std::to_string(file_size) + " bytes)");
-  if (header_len > (1u << 20)) throw error(path + ": header length " + std::to_string(header_len) + " is too large");
+  const std::uint64_t header_len = little_endian(pre + 8, length_bytes);
+  if (header_len > size - preamble)
+    throw error(name + ": header length " + std::to_string(header_len) + " goes beyond the end of the file (" +
+                std::to_string(size) + " bytes)");
+  if (header_len > (1u << 20)) throw error(name + ": header length " + std::to_string(header_len) + " is too large");
 
   std::string header(static_cast<std::size_t>(header_len), '\0');
   read_exact(reinterpret_cast<unsigned char*>(header.data()), header.size());
-  detail::header_parser p(header, path);
+  header_parser p(header, name);
   std::string descr_value;
   bool fortran = false, has_descr = false, has_fortran = false, has_shape = false;
   array a;
@@ -248,40 +234,83 @@ inline array read(const std::string& path) {
   }
   if (!p.at_end()) p.fail("unexpected text after the dict");
   if (!has_descr || !has_fortran || !has_shape)
-    throw error(path + ": malformed header: missing key '" +
+    throw error(name + ": malformed header: missing key '" +
                 std::string(!has_descr     ? "descr"
                             : !has_fortran ? "fortran_order"
                                            : "shape") +
                 "'");
-  a.type = detail::parse_descr(descr_value, path);
-  if (fortran) throw error(path + ": Fortran-order arrays are not supported (save a C-contiguous array)");
+  a.type = parse_descr(descr_value, name);
+  if (fortran) throw error(name + ": Fortran-order arrays are not supported (save a C-contiguous array)");
 
-  // Element count and byte size, refusing anything that overflows.
+  // Element count and byte size, refusing anything that overflows. The
+  // nonzero dimensions must multiply within int64 even when another one is 0
+  // (as NumPy requires), so array::size() never overflows.
   const std::size_t item = info(a.type).size;
   std::uint64_t count = 1;
   bool zero = false;
-  for (auto d : a.shape) zero = zero || d == 0;
   for (auto d : a.shape) {
-    if (zero) break;
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
     if (count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / static_cast<std::uint64_t>(d))
-      throw error(path + ": shape " + shape_string(a.shape) + " has more elements than int64 can count");
+      throw error(name + ": shape " + shape_string(a.shape) + " has more elements than int64 can count");
     count *= static_cast<std::uint64_t>(d);
   }
   if (zero) count = 0;
   if (count > std::numeric_limits<std::size_t>::max() / item ||
       count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / item)
-    throw error(path + ": shape " + shape_string(a.shape) + " is too large to address");
+    throw error(name + ": shape " + shape_string(a.shape) + " is too large to address");
   const std::uint64_t need = count * item;
-  const auto have = static_cast<std::uint64_t>(file_size - preamble) - header_len;
+  const std::uint64_t have = size - preamble - header_len;
   if (have < need)
-    throw error(path + ": data is truncated: shape " + shape_string(a.shape) + " of " + info(a.type).name + " needs " +
+    throw error(name + ": data is truncated: shape " + shape_string(a.shape) + " of " + info(a.type).name + " needs " +
                 std::to_string(need) + " bytes but the file holds " + std::to_string(have));
   if (have > need)
-    throw error(path + ": file is longer than its header says: " + std::to_string(have - need) +
+    throw error(name + ": file is longer than its header says: " + std::to_string(have - need) +
                 " extra bytes after the data of shape " + shape_string(a.shape));
   a.bytes.resize(static_cast<std::size_t>(need));
   read_exact(a.bytes.data(), a.bytes.size());
   return a;
+}
+
+}  // namespace detail
+
+/// Reads a whole .npy file. Throws npy::error on anything it cannot vouch for.
+inline array read(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (st.type() == fs::file_type::not_found) throw error(path + ": no such file");
+  if (ec) throw error(path + ": " + ec.message());
+  if (fs::is_directory(st)) throw error(path + ": is a directory, not a .npy file");
+  if (!fs::is_regular_file(st)) throw error(path + ": not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw error(path + ": cannot open: " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff file_size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (!in || file_size < 0) throw error(path + ": cannot determine the file size");
+  return detail::parse(
+      static_cast<std::uint64_t>(file_size),
+      [&](unsigned char* dst, std::size_t n) {
+        if (n && !in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n)))
+          throw error(path + ": read failed");
+      },
+      path);
+}
+
+/// Decodes a .npy image held in memory (the reader without the file system).
+inline array decode(const void* data, std::size_t size, const std::string& name = "<memory>") {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  std::size_t at = 0;
+  return detail::parse(
+      size,
+      [&](unsigned char* dst, std::size_t n) {
+        if (n) std::memcpy(dst, bytes + at, n);
+        at += n;
+      },
+      name);
 }
 
 /// Encodes a .npy version 1.0 file: C order, data starting at a multiple of
