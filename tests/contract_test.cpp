@@ -463,6 +463,35 @@ TEST_CASE("contract: huge fp32 hidden states (1e30 to FLT_MAX) give the double r
   }
 }
 
+TEST_CASE("contract: huge double hidden states (1e300, squares overflow double) keep their weights",
+          "[contract][token_weights][extreme]") {
+  // Scaling a token by s leaves layernorm unchanged up to eps: the result is
+  // (x - mean) / sqrt(var + eps / s^2). At s = 1e300 every square overflows
+  // double, so the moments must be taken on x / max|x|. The comparison batch
+  // is the same data at s = 1e3, where eps / s^2 is also negligible (1e-11)
+  // and nothing overflows, so both must give the same weights.
+  const auto b = small_batch(23);
+  weights_call<double> plain(b);
+  plain.p.solver = resrl::subspace_solver::exact;
+  weights_call<double> huge(b);
+  huge.p.solver = resrl::subspace_solver::exact;
+  for (auto& x : plain.hidden.storage) x *= 1e3;
+  for (auto& x : huge.hidden.storage) x *= 1e300;
+  // Token 1 of sample 2 (a negative): +-1.5e308, whose sum overflows too.
+  const index_t row = huge.hidden.view.token_stride, sample = huge.hidden.view.sample_stride;
+  for (index_t h = 0; h < b.H; ++h) {
+    const double v = h % 2 == 0 ? 1.5e308 : -1.5e308;
+    huge.hidden.storage[static_cast<std::size_t>(2 * sample + row + h)] = v;
+    plain.hidden.storage[static_cast<std::size_t>(2 * sample + row + h)] = v / 1e297;
+  }
+  plain();
+  huge();
+  for (std::size_t j = 0; j < huge.w.size(); ++j) {
+    REQUIRE(std::isfinite(huge.w[j]));
+    CHECK(huge.w[j] == Approx(plain.w[j]).margin(1e-5));
+  }
+}
+
 TEST_CASE("contract: denormal hidden states are accepted; tokens far below eps normalise to ~0",
           "[contract][token_weights][extreme]") {
   // Group 0 scaled to ~1e-41 (fp32 denormals): var << eps = 1e-5, so every
