@@ -68,7 +68,8 @@ struct micro_batch {
     fill<<<256, 256, 0, exec.stream>>>(mask, B * T, 1.0f);
     std::vector<float> s(static_cast<std::size_t>(B));
     for (std::int64_t b = 0; b < B; ++b) s[static_cast<std::size_t>(b)] = b % responses < 2 ? 1.0f : 0.0f;
-    check(cudaMemcpy(scores, s.data(), s.size() * sizeof(float), cudaMemcpyHostToDevice));
+    // On exec.stream, which the sync below waits for (a legacy-stream copy would not be ordered with it).
+    check(cudaMemcpyAsync(scores, s.data(), s.size() * sizeof(float), cudaMemcpyHostToDevice, exec.stream));
     in.hidden = resrl::make_tensor3_view<const __nv_bfloat16>(hidden, B, T, H);
     in.response_mask = resrl::make_matrix_view<const float>(mask, B, T);
     in.scores = resrl::sample_scores::of_samples(scores, B);

@@ -96,3 +96,58 @@ TEST_CASE("cuda checks: advantages and policy loss validate before any CUDA call
   in.old_logp.rows = 3;
   CHECK_THROWS_WITH(resrl::policy_loss(no_handles, in, {}), Catch::Contains("old_logp: shape"));
 }
+
+TEST_CASE("cuda staging: a group's kept positives are staged once when they fit the budget", "[cuda][checks]") {
+  namespace tuning = resrl::cuda::tuning;
+  using resrl::cuda::detail::token_weight_shape;
+  const resrl::token_weight_params p;  // the paper's: rank 64, 4096 positives, randomized
+  // The paper's micro-batch: 1 group of 4 x 4096 tokens, H = 2560: 40 MiB of positives.
+  auto s = token_weight_shape(4, 4096, 2560, 1, 4, p);
+  CHECK(s.max_used == 4096);
+  CHECK(s.max_negatives == 3 * 4096);
+  CHECK(s.chunk == 4096);
+  CHECK(s.positive_chunks == 1);
+  CHECK(s.negative_chunks == 3);
+  // 8 such groups exceed the 256 MiB budget: chunks of the usual size, within it.
+  s = token_weight_shape(32, 4096, 2560, 8, 4, p);
+  CHECK(s.chunk == std::min<std::int64_t>(tuning::staging_rows, 3264));
+  CHECK(s.positive_chunks > 1);
+  CHECK(static_cast<std::size_t>(8 * s.chunk * 2560) * sizeof(float) <= tuning::staging_bytes);
+  // The exact solver reads the positives once: no larger chunk for it.
+  auto exact = p;
+  exact.solver = resrl::subspace_solver::exact;
+  s = token_weight_shape(4, 4096, 2560, 1, 4, exact);
+  CHECK(s.chunk == std::min<std::int64_t>(tuning::staging_rows, 4096));
+}
+
+TEST_CASE("cuda limits: more sketch columns than the randomized solver takes are rejected before any CUDA call",
+          "[cuda][checks]") {
+  using resrl::cuda::detail::token_weight_shape;
+  resrl::token_weight_params p;
+  p.rank = 200;
+  p.oversampling = 100;
+  CHECK_THROWS_AS(token_weight_shape(4, 4096, 2560, 1, 4, p), resrl::invalid_argument);
+  CHECK_THROWS_WITH(token_weight_shape(4, 4096, 2560, 1, 4, p),
+                    Catch::Contains("oversampling (100)") && Catch::Contains("300 sketch columns") &&
+                        Catch::Contains("at most 256"));
+  p.oversampling = 56;  // q = 256: the limit itself
+  CHECK(token_weight_shape(4, 4096, 2560, 1, 4, p).q_max == 256);
+  // q is capped by min(M, H) first: a small batch takes any oversampling.
+  p.oversampling = 100000;
+  CHECK(token_weight_shape(4, 40, 64, 1, 4, p).q_max == 64);
+  // The exact solver has no q x q step.
+  p.rank = 300;
+  p.solver = resrl::subspace_solver::exact;
+  CHECK_NOTHROW(token_weight_shape(4, 4096, 2560, 1, 4, p));
+  // Through the call: rejected with the settings' errors, before the handles are used.
+  call c;
+  c.T = 300;
+  c.H = 512;
+  c.in.hidden = resrl::make_tensor3_view<const float>(fake(0x1000), c.B, c.T, c.H);
+  c.in.response_mask = resrl::make_matrix_view<const float>(fake(0x2000), c.B, c.T);
+  c.out.weights = resrl::make_matrix_view(fake(0x4000), c.B, c.T);
+  resrl::token_weight_params q;
+  q.oversampling = 250;  // q = min(64 + 250, min(300, 512))
+  CHECK_THROWS_WITH(resrl::token_weights_async(no_handles, c.in, q, c.out, some_workspace),
+                    Catch::Contains("300 sketch columns"));
+}

@@ -118,6 +118,48 @@ TEST_CASE("graph capture: token_weights_async with a plan, captured and replayed
   }
 }
 
+TEST_CASE("graph capture with a cuBLAS workspace in the executor needs no warm-up call on the handle",
+          "[cuda][contract][graph]") {
+  // A warm-up elsewhere loads the kernels; `g` gets a fresh handle and stream,
+  // so only the executor's workspace keeps cuBLAS from allocating in the capture.
+  {
+    const gpu warm;
+    const small_case s(12);
+    device_call<float> d(s.c);
+    device_outputs o(s.b.B, s.b.T, 3);
+    resrl::token_weights(warm.exec(), d.in, small_params(), o.out);
+  }
+  const gpu g;
+  const small_case s(12);
+  device_call<float> d(s.c);
+  device_outputs direct(s.b.B, s.b.T, 3), replayed(s.b.B, s.b.T, 3);
+  device_buffer<unsigned char> blas_workspace(std::size_t{32} << 20);
+  resrl::cuda_executor exec = g.exec();
+  exec.cublas_workspace = blas_workspace.get();
+  exec.cublas_workspace_bytes = blas_workspace.size();
+  const auto p = small_params();
+  const auto plan = resrl::cuda::make_group_plan(exec, d.in.groups, s.b.B);
+  device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(exec, d.in, p));
+  cudaGraph_t graph = nullptr;
+  RESRL_CUDA_CHECK(cudaStreamBeginCapture(g.stream(), cudaStreamCaptureModeGlobal));
+  try {
+    resrl::token_weights_async(exec, plan, d.in, p, replayed.out, ws.view());
+  } catch (...) {
+    cudaStreamEndCapture(g.stream(), &graph);
+    throw;
+  }
+  RESRL_CUDA_CHECK(cudaStreamEndCapture(g.stream(), &graph));
+  cudaGraphExec_t instance = nullptr;
+  RESRL_CUDA_CHECK(cudaGraphInstantiate(&instance, graph, 0));
+  RESRL_CUDA_CHECK(cudaGraphLaunch(instance, g.stream()));
+  g.sync();
+  CHECK(resrl::cuda::check_status(exec, ws.view()).ok());
+  resrl::token_weights(exec, d.in, p, direct.out, ws.view());
+  CHECK(direct.download().weights == replayed.download().weights);
+  cudaGraphExecDestroy(instance);
+  cudaGraphDestroy(graph);
+}
+
 TEST_CASE("graph capture of the oversampled randomized solver (Jacobi rotation, no cuSOLVER)",
           "[cuda][contract][graph]") {
   const gpu g;
@@ -212,6 +254,24 @@ TEST_CASE("errors: host pointers, bad shapes and plan mismatches throw before an
   CHECK_THROWS_WITH(resrl::token_weights_async(g.exec(), plan, d.in, p, o.out, ws.view()), Catch::Contains("group_plan"));
 }
 
+TEST_CASE("errors: inputs in stream-ordered (cudaMallocAsync) memory are accepted", "[cuda][contract][errors]") {
+  const gpu g;
+  const small_case s(13);
+  device_call<float> d(s.c);
+  const std::size_t bytes = static_cast<std::size_t>(s.b.B * s.b.T) * sizeof(float);
+  void* mask = nullptr;
+  RESRL_CUDA_CHECK(cudaMallocAsync(&mask, bytes, g.stream()));
+  RESRL_CUDA_CHECK(cudaMemcpyAsync(mask, d.mask.get(), bytes, cudaMemcpyDeviceToDevice, g.stream()));
+  auto in = d.in;
+  in.response_mask.data = static_cast<const float*>(mask);
+  device_outputs got(s.b.B, s.b.T, 3), want(s.b.B, s.b.T, 3);
+  CHECK_NOTHROW(resrl::token_weights(g.exec(), in, small_params(), got.out));
+  resrl::token_weights(g.exec(), d.in, small_params(), want.out);
+  RESRL_CUDA_CHECK(cudaFreeAsync(mask, g.stream()));
+  g.sync();
+  CHECK(got.download().weights == want.download().weights);
+}
+
 TEST_CASE("handles: a call restores the caller's stream, pointer mode and math mode", "[cuda][contract]") {
   const gpu g;
   const small_case s(7);
@@ -263,6 +323,7 @@ TEST_CASE("orthonormalize (device step of both solvers' factors): Q^T Q = I on k
   device_buffer<double> a(static_cast<std::size_t>(G * rows * q)), b(static_cast<std::size_t>(G * rows * q)),
       gram(static_cast<std::size_t>(G * q * q)), inverse(static_cast<std::size_t>(G * q * q)),
       pivots(static_cast<std::size_t>(G * q));
+  device_buffer<d::group_state> states(std::vector<d::group_state>(static_cast<std::size_t>(G)));
   d::tw_context c{g.stream(), g.exec().cublas, g.exec().cusolver, {}, {}, {}};
   c.s.G = G;
   c.s.q_max = q;
@@ -274,10 +335,12 @@ TEST_CASE("orthonormalize (device step of both solvers' factors): Q^T Q = I on k
   c.b.pivots = pivots.get();
   {
     const d::handle_scope scope(g.exec());
-    d::orthonormalize(c, x.get(), rows);
+    d::orthonormalize(c, x.get(), rows, states.get());
   }
   g.sync();
   const std::vector<float> q_host = x.download();
+  // The surviving columns are counted: the group diagnostics report them as the rank used.
+  for (const d::group_state& st : states.download()) CHECK(st.kept == q - 2);
   for (std::int64_t grp = 0; grp < G; ++grp) {
     const float* Q = q_host.data() + grp * rows * q;
     const float* Y = host.data() + grp * rows * q;

@@ -31,12 +31,19 @@ class device_buffer {
   ~device_buffer() {
     if (data_) cudaFree(data_);
   }
+  // The work runs on non-blocking streams, which do not wait for the legacy
+  // stream these copies use, and a pageable upload may return before its DMA
+  // lands: synchronise the device after an upload and before a download.
   void upload(const std::vector<T>& host) {
-    if (!host.empty()) RESRL_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    if (host.empty()) return;
+    RESRL_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    RESRL_CUDA_CHECK(cudaDeviceSynchronize());
   }
   std::vector<T> download() const {
     std::vector<T> host(n_);
-    if (n_) RESRL_CUDA_CHECK(cudaMemcpy(host.data(), data_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    if (!n_) return host;
+    RESRL_CUDA_CHECK(cudaDeviceSynchronize());
+    RESRL_CUDA_CHECK(cudaMemcpy(host.data(), data_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
     return host;
   }
   T* get() const { return data_; }
@@ -48,24 +55,32 @@ class device_buffer {
   std::size_t n_ = 0;
 };
 
-/// A non-blocking stream (capturable) with its cuBLAS / cuSOLVER handles.
-class gpu {
+/// A non-blocking stream (capturable), destroyed when it goes out of scope.
+class stream_owner {
  public:
-  gpu() : stream_(make_stream()), context_(stream_) {}
-  gpu(const gpu&) = delete;
-  gpu& operator=(const gpu&) = delete;
-  ~gpu() { cudaStreamDestroy(stream_); }
-  const resrl::cuda_executor& exec() const { return context_.executor(); }
-  cudaStream_t stream() const { return stream_; }
-  void sync() const { RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  stream_owner() { RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  stream_owner(const stream_owner&) = delete;
+  stream_owner& operator=(const stream_owner&) = delete;
+  ~stream_owner() { cudaStreamDestroy(stream_); }
+  cudaStream_t get() const { return stream_; }
 
  private:
-  static cudaStream_t make_stream() {
-    cudaStream_t s = nullptr;
-    RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    return s;
-  }
-  cudaStream_t stream_;
+  cudaStream_t stream_ = nullptr;
+};
+
+/// A non-blocking stream with its cuBLAS / cuSOLVER handles.
+class gpu {
+ public:
+  gpu() : context_(stream_.get()) {}
+  gpu(const gpu&) = delete;
+  gpu& operator=(const gpu&) = delete;
+  const resrl::cuda_executor& exec() const { return context_.executor(); }
+  cudaStream_t stream() const { return stream_.get(); }
+  void sync() const { RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+ private:
+  // Declared first, destroyed last: the handles bound to the stream go first.
+  stream_owner stream_;
   resrl::cuda_context context_;
 };
 

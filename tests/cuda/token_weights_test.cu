@@ -294,9 +294,12 @@ TEST_CASE("gpu token weights: per-token scores (NaN where masked) and excluded t
 }
 
 TEST_CASE("gpu token weights: several staging chunks and subsampling above 4096 tokens", "[cuda][token_weights][chunks]") {
-  // 2 positives x 3000 tokens > max_positive_tokens 5000 > the staging chunk
-  // (1024 rows by default, at most 4096): several positive chunks, ending in
-  // a partial one; 2 negatives x 3000 tokens: several negative chunks.
+  // This binary's staging budget is 512 KiB (tests/cuda/CMakeLists.txt):
+  // 4096 rows of H = 32 in fp32, 2048 in double. 2 positives x 3000 tokens:
+  // with 5000 kept, the positives exceed it and go through 1024-row chunks,
+  // ending in a partial one; with 3000 kept, the randomized solver stages
+  // them once in one 3008-row chunk (the exact solver keeps 1024). 2
+  // negatives x 3000 tokens: several negative chunks either way.
   const gpu g;
   batch_config cfg;
   cfg.groups = 1;
@@ -310,15 +313,21 @@ TEST_CASE("gpu token weights: several staging chunks and subsampling above 4096 
   const batch b = make_batch(cfg);
   const host_hidden x = make_hidden(b, dtype::bf16, 0, 0);
   const host_call c{&x, b.mask.data(), b.scores.data(), false, nullptr, 4, nullptr};
-  for (auto solver : {resrl::subspace_solver::exact, resrl::subspace_solver::randomized}) {
-    resrl::token_weight_params p;
-    p.rank = 4;
-    p.max_positive_tokens = 5000;
-    p.solver = solver;
-    INFO(resrl::to_string(solver));
-    const result want = cpu_token_weights(c, p), got = gpu_token_weights(g, c, p);
-    CHECK(want.groups[0].positive_tokens_used == 5000);
-    compare(got, want, c, {true}, exact_tolerance);
+  for (std::int64_t keep : {5000, 3000}) {
+    for (auto solver : {resrl::subspace_solver::exact, resrl::subspace_solver::randomized}) {
+      resrl::token_weight_params p;
+      p.rank = 4;
+      p.max_positive_tokens = keep;
+      p.solver = solver;
+      INFO(resrl::to_string(solver) << ", max_positive_tokens " << keep);
+      const auto s = resrl::cuda::detail::token_weight_shape(b.B, b.T, b.H, 1, 4, p);
+      const bool staged_once = keep == 3000 && solver == resrl::subspace_solver::randomized;
+      CHECK(s.positive_chunks == (staged_once ? 1 : (keep + 1023) / 1024));
+      CHECK(s.negative_chunks > 1);
+      const result want = cpu_token_weights(c, p), got = gpu_token_weights(g, c, p);
+      CHECK(want.groups[0].positive_tokens_used == keep);
+      compare(got, want, c, {true}, exact_tolerance);
+    }
   }
 }
 

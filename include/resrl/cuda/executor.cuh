@@ -2,8 +2,12 @@
 // handles it may use. Every call of the CUDA backend is stream-ordered on
 // `stream`; the handles are bound to that stream for the duration of the call
 // (their previous stream, pointer mode and math mode are restored after it).
+// cublasSetStream resets a workspace set with cublasSetWorkspace to cuBLAS's
+// own pool, and cuBLAS has no getter for it: a caller's workspace survives a
+// call only when it is also given in cuda_executor::cublas_workspace.
 #pragma once
 
+#include <cstddef>
 #include <utility>
 
 #include "resrl/cuda/error.cuh"
@@ -18,6 +22,13 @@ struct cuda_executor {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   cusolverDnHandle_t cusolver = nullptr;
+  /// Optional cuBLAS workspace (device memory, see cublasSetWorkspace): when
+  /// set, it is re-applied after every cublasSetStream a call makes, so the
+  /// call uses it (no allocation by cuBLAS, e.g. inside a graph capture) and
+  /// the handle still has it afterwards. When null, a workspace the caller set
+  /// on the handle is reset to cuBLAS's default pool by every call.
+  void* cublas_workspace = nullptr;
+  std::size_t cublas_workspace_bytes = 0;
 };
 
 /// Owns a cuBLAS and a cuSOLVER handle for a stream (the caller's, or the
@@ -78,6 +89,7 @@ class handle_scope {
     RESRL_CUDA_CHECK(cusolverDnGetStream(exec.cusolver, &cusolver_stream_));
     try {
       RESRL_CUDA_CHECK(cublasSetStream(exec.cublas, exec.stream));
+      set_workspace();
       RESRL_CUDA_CHECK(cublasSetPointerMode(exec.cublas, CUBLAS_POINTER_MODE_HOST));
       // A trainer's handle may allow TF32 (PyTorch does): the residuals need full fp32.
       RESRL_CUDA_CHECK(cublasSetMathMode(exec.cublas, CUBLAS_DEFAULT_MATH));
@@ -92,8 +104,14 @@ class handle_scope {
   ~handle_scope() { restore(); }
 
  private:
+  // cublasSetStream drops the handle's workspace: give the caller's back.
+  void set_workspace() const {
+    if (exec_.cublas_workspace)
+      RESRL_CUDA_CHECK(cublasSetWorkspace(exec_.cublas, exec_.cublas_workspace, exec_.cublas_workspace_bytes));
+  }
   void restore() noexcept {
-    cublasSetStream(exec_.cublas, cublas_stream_);
+    if (cublasSetStream(exec_.cublas, cublas_stream_) == CUBLAS_STATUS_SUCCESS && exec_.cublas_workspace)
+      cublasSetWorkspace(exec_.cublas, exec_.cublas_workspace, exec_.cublas_workspace_bytes);
     cublasSetPointerMode(exec_.cublas, pointer_mode_);
     cublasSetMathMode(exec_.cublas, math_mode_);
     cusolverDnSetStream(exec_.cusolver, cusolver_stream_);

@@ -23,9 +23,11 @@
 // Layout of the work (docs/cuda.md): per-token layer-norm statistics and the
 // column mean mu are computed once; each GEMM pass of the solver re-creates
 // normalised, centred tokens chunk by chunk in a staging buffer (never all
-// M x H of them), batched over groups with strided-batched cuBLAS calls on
-// uniform padded shapes (padding rows and columns are zero, so they change
-// nothing). Small per-group factorizations run one thread block per group.
+// negative tokens; the kept positives are staged once per call when they fit
+// the staging budget), batched over groups with strided-batched cuBLAS calls
+// on uniform padded shapes (padding rows and columns are zero, so they
+// change nothing). Small per-group factorizations run one thread block per
+// group.
 #pragma once
 
 #include <algorithm>
@@ -89,6 +91,11 @@ inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, i
   s.exact = p.solver == subspace_solver::exact;
   s.k_max = std::max<index_t>(1, group_rank(p.rank, s.max_used, H));
   s.q_max = s.exact ? s.k_max : std::max(s.k_max, sketch_columns(s.k_max, p.oversampling, s.max_used, H));
+  // The q x q steps run in one block per group (O(q^3)): bound q up front.
+  RESRL_EXPECTS(s.exact || s.q_max <= tuning::max_sketch_columns, "token_weight_params: rank (", p.rank,
+                ") + oversampling (", p.oversampling, ") gives ", s.q_max,
+                " sketch columns; the CUDA backend's randomized solver takes at most ", tuning::max_sketch_columns,
+                " (lower rank or oversampling, or use the exact solver or the CPU backend, which have no such limit)");
   s.rotate = !s.exact && p.oversampling > 0;
   s.subsample = side > p.max_positive_tokens;
   s.rows = round_up(s.max_used, 32);
@@ -96,7 +103,12 @@ inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, i
   s.staging_element = s.exact ? sizeof(double) : sizeof(float);
   const auto budget = static_cast<index_t>(tuning::staging_bytes / (static_cast<std::size_t>(G) * H * s.staging_element));
   const index_t budget_rows = std::max(tuning::min_staging_rows, budget / 32 * 32);
-  s.chunk = std::min({tuning::staging_rows, round_up(std::max(s.max_used, s.max_negatives), 32), budget_rows});
+  // The randomized solver reads the positives 2 niter + 1 (+ 1) times: when
+  // all of them fit the budget, one chunk holds them and they are staged once.
+  const index_t positive_rows = round_up(s.max_used, 32);
+  const index_t cap = !s.exact && positive_rows <= budget_rows ? std::max(tuning::staging_rows, positive_rows)
+                                                               : tuning::staging_rows;
+  s.chunk = std::min({cap, round_up(std::max(s.max_used, s.max_negatives), 32), budget_rows});
   s.positive_chunks = ceil_div(s.max_used, s.chunk);
   s.negative_chunks = ceil_div(s.max_negatives, s.chunk);
   return s;
@@ -319,7 +331,8 @@ void stage(const tw_context& c, const tensor3_view<const Hidden>& hidden, bool n
 /// The columns of x (rows x q per group, ld rows) made orthonormal, in
 /// place: the Cholesky factor with column dropping of the Gram matrix, in
 /// double, twice (CholQR2); dependent or zero columns become zero columns.
-inline void orthonormalize(const tw_context& c, float* x, index_t rows) {
+/// With `kept`, each group's count of surviving columns goes to kept[g].kept.
+inline void orthonormalize(const tw_context& c, float* x, index_t rows, group_state* kept = nullptr) {
   const auto& b = c.b;
   const index_t q = c.s.q_max, G = c.s.G, pad = c.s.rows_pad * q;
   const unsigned blocks = grid_x(rows * q * G, 256);
@@ -331,8 +344,8 @@ inline void orthonormalize(const tw_context& c, float* x, index_t rows) {
   for (int pass = 0; pass < 2; ++pass) {
     vendor::gemm_strided_batched<double>(c.blas, true, false, q, q, rows, 1.0, {from, rows, pad}, {from, rows, pad}, 0.0,
                                          {b.gram, q, q * q}, G);
-    cholesky_drop_kernel<<<static_cast<unsigned>(G), tuning::small_matrix_block, 0, c.stream>>>(b.gram, b.inverse,
-                                                                                                b.pivots, q);
+    cholesky_drop_kernel<<<static_cast<unsigned>(G), tuning::small_matrix_block, 0, c.stream>>>(
+        b.gram, b.inverse, b.pivots, q, pass == 1 ? kept : nullptr);
     RESRL_CUDA_CHECK_LAUNCH("cholesky_drop_kernel");
     vendor::gemm_strided_batched<double>(c.blas, false, false, rows, q, q, 1.0, {from, rows, pad},
                                          {b.inverse, q, q * q}, 0.0, {to, rows, pad}, G);
@@ -372,13 +385,14 @@ void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hid
                                           {b.y, H, H * q}, 0.0f, {b.z + k * C, M, M * q}, G);
     }
   };
+  // Q's surviving columns bound the rank of V: the last count is reported.
   features_pass();
-  orthonormalize(c, b.y, H);
+  orthonormalize(c, b.y, H, b.states);
   for (int it = 0; it < p.power_iterations; ++it) {
     tokens_pass();
     orthonormalize(c, b.z, M);
     features_pass();
-    orthonormalize(c, b.y, H);
+    orthonormalize(c, b.y, H, b.states);
   }
   if (!s.rotate) return;  // basis == y
   // W = P Q; its Gram matrix W^T W in double; V = Q (top-k_g eigenvectors).

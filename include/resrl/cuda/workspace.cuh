@@ -60,18 +60,19 @@ inline bool is_capturing(cudaStream_t stream) {
 }
 
 /// Throws invalid_argument when `p` is plain host memory, which a kernel
-/// cannot read (the most common misuse: passing the host tensors).
+/// cannot read (the most common misuse: passing the host tensors). Only a
+/// positive answer rejects: when the query itself fails (e.g. memory of a
+/// stream-ordered or foreign allocator it cannot describe), `p` is accepted.
 inline void check_device_pointer(const void* p, const char* name) {
   if (p == nullptr) return;
   cudaPointerAttributes a{};
   if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-    (void)cudaGetLastError();  // older runtimes report unregistered memory as an error
-    a.type = cudaMemoryTypeUnregistered;
+    (void)cudaGetLastError();  // not sticky: clear it so that the next checked call does not report it
+    return;
   }
-  const bool device_accessible = a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ||
-                                 (a.type == cudaMemoryTypeHost && a.devicePointer != nullptr);
-  RESRL_EXPECTS(device_accessible, name, ": ", p,
-                " is host memory; the CUDA backend reads device (or managed) memory");
+  const bool host_only =
+      a.type == cudaMemoryTypeUnregistered || (a.type == cudaMemoryTypeHost && a.devicePointer == nullptr);
+  RESRL_EXPECTS(!host_only, name, ": ", p, " is host memory; the CUDA backend reads device (or managed) memory");
 }
 
 }  // namespace detail

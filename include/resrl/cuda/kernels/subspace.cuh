@@ -46,12 +46,14 @@ __global__ void convert_kernel(const From* src, index_t src_ld, index_t src_stri
 }
 
 /// One block per group: T = inverse Cholesky factor with column dropping of
-/// the Gram matrix (overwritten), see cholesky_drop_inverse.
+/// the Gram matrix (overwritten), see cholesky_drop_inverse. With `states`,
+/// the count of kept columns goes to states[g].kept.
 template <int = 0>
-__global__ void cholesky_drop_kernel(double* gram, double* factor, double* pivots, index_t n) {
+__global__ void cholesky_drop_kernel(double* gram, double* factor, double* pivots, index_t n, group_state* states) {
   const index_t g = blockIdx.x;
-  cholesky_drop_inverse(block_team{}, gram + g * n * n, static_cast<int>(n), static_cast<int>(n), factor + g * n * n,
-                        pivots + g * n);
+  const int kept = cholesky_drop_inverse(block_team{}, gram + g * n * n, static_cast<int>(n), static_cast<int>(n),
+                                         factor + g * n * n, pivots + g * n);
+  if (states && threadIdx.x == 0) states[g].kept = kept;
 }
 
 /// One block per group, for oversampled sketches (q > k): eigenvectors of

@@ -30,6 +30,7 @@ struct group_state {
   std::int32_t failed = 0;     // nonzero: non-finite hidden (1) or solver failure (2); weights stay 1
   std::int32_t segment = 0;    // first index of the group's token segment
   std::int32_t subsampled = 0;
+  std::int32_t kept = 0;       // columns of the basis that survived orthonormalisation (<= sketch)
 };
 
 inline constexpr std::int32_t failed_non_finite = 1;
@@ -143,6 +144,7 @@ __global__ void group_counts_kernel(device_groups groups, group_rules rules, con
     s.rank = static_cast<std::int32_t>(k);
     s.sketch = static_cast<std::int32_t>(rules.randomized ? sketch_columns(k, rules.oversampling, used, rules.features) : k);
     s.subsampled = used < pos ? 1 : 0;
+    s.kept = s.sketch;  // lowered by the randomized solver when it drops dependent columns
   }
   states[g] = s;
   segments.begin[g] = s.segment;

@@ -61,7 +61,9 @@ __global__ void finalize_groups_kernel(device_groups groups, const group_state* 
   const bool weighted = s.skipped == static_cast<std::int32_t>(skip_reason::none) && s.failed == 0;
   if (s.skipped == static_cast<std::int32_t>(skip_reason::none)) {
     d.positive_tokens_used = s.used;
-    d.rank = s.rank;
+    // The rank used: k_g, or fewer when the solver dropped dependent columns
+    // (a failed group's count means nothing: it keeps k_g).
+    d.rank = s.failed == 0 && s.kept < s.rank ? s.kept : s.rank;
   }
   if (!weighted) {
     if (threadIdx.x == 0 && diagnostics) diagnostics[g] = d;
