@@ -212,7 +212,7 @@ def main():
                          np.abs(w_ref - w_exact).max()))
             memory.append((label, os.path.getsize(d + "/hidden.npy") / 2**20, ref_rss, rss_resrl))
             if shape == shapes[0]:
-                for niter, over in ((4, 0), (2, 0), (1, 0), (1, 16), (0, 32), (0, 64)):
+                for niter, over in ((4, 0), (2, 0), (1, 0), (1, 16), (1, 32), (1, 48), (2, 48), (0, 64)):
                     t, _, wp = resrl_run(build, d, args.threads, args.repeat, niter=niter, oversample=over,
                                          out="w_preset.npy")
                     presets.append((niter, over, np.abs(wp - w_exact).max(), t, ref_s / t))

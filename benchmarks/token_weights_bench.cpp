@@ -118,7 +118,7 @@ void register_all() {
   for (int threads : {1, 2}) {
     add("paper", paper, randomized, threads);
     add<Eigen::bfloat16>("paper", paper, randomized, threads, "bf16");
-    add("paper_fast", paper, params(64, subspace_solver::randomized, 1, 0), threads);
+    add("paper_fast", paper, params(64, subspace_solver::randomized, 1, 48), threads);
   }
   add("paper_exact", paper, params(64, subspace_solver::exact), 2);
   // Hidden sizes and ranks.
