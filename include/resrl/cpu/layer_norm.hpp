@@ -32,16 +32,16 @@ bool layer_norm_row(const T* x, index_t features, C* out) {
     const auto xd = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(x, features).template cast<double>();
     if (!xd.allFinite()) return false;  // (maxCoeff would skip a NaN)
     const double scale = xd.abs().maxCoeff();
-    const Eigen::ArrayXd y = xd / scale;
-    const double mean_y = y.mean();
-    const double var_y = (y - mean_y).square().mean();
+    o = (xd / scale).template cast<C>();  // |y| <= 1: no range lost in C
+    const double mean_y = o.template cast<double>().sum() / static_cast<double>(features);
+    const double var_y = (o.template cast<double>() - mean_y).square().sum() / static_cast<double>(features);
     const double eps_y = token_weight_constants::layer_norm_eps / scale / scale;  // 0 once s > ~1e157
     const double denom = std::sqrt(var_y + eps_y);
     if (!(denom > 0.0)) {  // a constant row at a scale where eps underflows: layernorm gives 0
       o.setZero();
       return true;
     }
-    o = ((y - mean_y) / denom).template cast<C>();
+    o = ((o.template cast<double>() - mean_y) / denom).template cast<C>();
     return true;
   }
   o = (o - mean) * static_cast<C>(1.0 / std::sqrt(static_cast<double>(var) + token_weight_constants::layer_norm_eps));
