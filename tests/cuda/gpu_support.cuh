@@ -55,19 +55,6 @@ class device_buffer {
   std::size_t n_ = 0;
 };
 
-/// A non-blocking stream (capturable), destroyed when it goes out of scope.
-class stream_owner {
- public:
-  stream_owner() { RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  stream_owner(const stream_owner&) = delete;
-  stream_owner& operator=(const stream_owner&) = delete;
-  ~stream_owner() { cudaStreamDestroy(stream_); }
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
 /// A non-blocking stream with its cuBLAS / cuSOLVER handles.
 class gpu {
  public:
@@ -80,7 +67,7 @@ class gpu {
 
  private:
   // Declared first, destroyed last: the handles bound to the stream go first.
-  stream_owner stream_;
+  resrl::owned_stream stream_;
   resrl::cuda_context context_;
 };
 

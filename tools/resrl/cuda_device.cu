@@ -33,18 +33,6 @@ class device_array {
   std::size_t bytes_;
 };
 
-class stream_guard {
- public:
-  stream_guard() { RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  stream_guard(const stream_guard&) = delete;
-  stream_guard& operator=(const stream_guard&) = delete;
-  ~stream_guard() { cudaStreamDestroy(stream_); }
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
 class event_pair {
  public:
   event_pair() {
@@ -67,7 +55,7 @@ class event_pair {
 template <class Hidden>
 std::vector<double> run(const cuda_token_weight_job& job) {
   const index_t B = job.batch, T = job.tokens, H = job.features;
-  const stream_guard stream;
+  const resrl::owned_stream stream;
   const cuda_context context(stream.get());
   const cuda_executor& exec = context.executor();
   const std::size_t bt = static_cast<std::size_t>(B * T);

@@ -31,6 +31,20 @@ struct cuda_executor {
   std::size_t cublas_workspace_bytes = 0;
 };
 
+/// Owns a non-blocking stream (one that a graph capture may use), for
+/// programs that do not bring their own. Not copyable.
+class owned_stream {
+ public:
+  owned_stream() { RESRL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  owned_stream(const owned_stream&) = delete;
+  owned_stream& operator=(const owned_stream&) = delete;
+  ~owned_stream() { cudaStreamDestroy(stream_); }  // errors cannot be reported from a destructor
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
 /// Owns a cuBLAS and a cuSOLVER handle for a stream (the caller's, or the
 /// legacy default stream when none is given). Not copyable; movable.
 class cuda_context {
