@@ -14,7 +14,9 @@ Prints markdown tables:
   1. shape, reference ms, resrl ms, speed-up, floor ratio, weight differences
      (resrl vs reference, and each vs resrl's exact solver);
   2. peak RSS of a process running each (inputs included);
-  3. the accuracy/speed trade-off of the randomized solver's settings.
+  3. the accuracy/speed trade-off of the randomized solver's settings, on
+     full-precision and on bf16 GEMM operands (--gemm), with the fast preset
+     (token_weight_params::fast(): niter 1, oversampling 48, bf16) marked.
 """
 import argparse
 import json
@@ -146,22 +148,24 @@ def run_with_rss(cmd):
 
 
 def resrl_run(build, d, threads, repeat, solver="randomized", niter=4, oversample=0, rank=64, max_pos=4096,
-              out="w_resrl.npy"):
+              out="w_resrl.npy", gemm="full"):
     report = d + "/report.json"
     cmd = [build + "/resrl", "token-weights", "--hidden", d + "/hidden.npy", "--mask", d + "/mask.npy",
            "--scores", d + "/scores.npy", "--groups", d + "/groups.npy", "--rank", str(rank),
            "--max-pos-tokens", str(max_pos), "--solver", solver, "--niter", str(niter), "--oversample",
            str(oversample), "--threads", str(threads), "--repeat", str(repeat), "--out", d + "/" + out,
-           "--report", report]
+           "--report", report, "--gemm", gemm]
     _, rss = run_with_rss(cmd)
     with open(report) as f:
-        seconds = json.load(f)["median_seconds"]
-    return seconds, rss, np.load(d + "/" + out)
+        r = json.load(f)
+    if gemm == "bf16" and not all(g["bf16_gemms"] for g in r["groups"] if g["skipped"] == "none"):
+        print("note: this CPU has no AVX512-BF16; --gemm bf16 ran full-precision GEMMs", file=sys.stderr)
+    return r["median_seconds"], rss, np.load(d + "/" + out)
 
 
-def floor_seconds(build, positive, negative, H, rank, niter, oversample, threads, element_bytes=4):
+def floor_seconds(build, positive, negative, H, rank, niter, oversample, threads, element_bytes=4, gemm="full"):
     out = subprocess.run([build + "/resrl_floor", str(positive), str(negative), str(H), str(rank), str(niter),
-                          str(oversample), str(threads), str(element_bytes)],
+                          str(oversample), str(threads), str(element_bytes), gemm],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)["floor_seconds"]
 
@@ -212,10 +216,15 @@ def main():
                          np.abs(w_ref - w_exact).max()))
             memory.append((label, os.path.getsize(d + "/hidden.npy") / 2**20, ref_rss, rss_resrl))
             if shape == shapes[0]:
-                for niter, over in ((4, 0), (2, 0), (1, 0), (1, 16), (1, 32), (1, 48), (2, 48), (0, 64)):
+                settings = [(n, o, "full") for n, o in ((4, 0), (2, 0), (1, 0), (1, 16), (1, 32), (1, 48),
+                                                        (2, 48), (0, 64))]
+                settings += [(n, o, "bf16") for n, o in ((4, 0), (1, 32), (1, 48), (2, 32))]
+                for niter, over, gemm in settings:
                     t, _, wp = resrl_run(build, d, args.threads, args.repeat, niter=niter, oversample=over,
-                                         out="w_preset.npy")
-                    presets.append((niter, over, np.abs(wp - w_exact).max(), t, ref_s / t))
+                                         out="w_preset.npy", gemm=gemm)
+                    fl_p = floor_seconds(floor_tool, positive, (R - P) * T, H, 64, niter, over, args.threads,
+                                         gemm=gemm)
+                    presets.append((niter, over, gemm, np.abs(wp - w_exact).max(), t, ref_s / t, t / fl_p))
 
     print(f"threads = {args.threads}, repeat = {args.repeat} (medians)\n")
     print("| shape | reference ms | resrl ms | speed-up | floor ms | floor ratio | max dw resrl-ref "
@@ -229,10 +238,12 @@ def main():
     for label, inputs, a, b in memory:
         print(f"| {label} | {inputs:.0f} | {a:.0f} | {b:.0f} |")
     print(f"\nRandomized solver settings on {rows[0][0]} (weights against resrl's exact solver):\n")
-    print("| niter | oversampling | max dw vs exact | resrl ms | speed-up vs reference |")
-    print("|---|---|---|---|---|")
-    for niter, over, dw, t, speed in presets:
-        print(f"| {niter} | {over} | {dw:.4f} | {t * 1e3:.1f} | {speed:.1f}x |")
+    print("| niter | oversampling | GEMM operands | max dw vs exact | resrl ms | speed-up vs reference "
+          "| floor ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for niter, over, gemm, dw, t, speed, ratio in presets:
+        mark = " (fast preset)" if (niter, over, gemm) == (1, 48, "bf16") else ""
+        print(f"| {niter} | {over} | {gemm}{mark} | {dw:.4f} | {t * 1e3:.1f} | {speed:.1f}x | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

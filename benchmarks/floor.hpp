@@ -13,6 +13,7 @@
 
 #include <Eigen/Core>
 
+#include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/token_weights_types.hpp"
 
 #if defined(_OPENMP)
@@ -109,6 +110,33 @@ inline double measure_gemm_rate(index_t m, index_t H, index_t q, int threads) {
   return cache[key] = 2.0 * static_cast<double>(m) * static_cast<double>(H) * static_cast<double>(q) / seconds;
 }
 
+/// FLOP/s of the same two pass shapes on bf16 operands: the library's bf16
+/// GEMM on operands packed beforehand (packing is part of a call, not of
+/// the floor). Falls back to the full-precision rate where the CPU has no
+/// AVX512-BF16, as the library does.
+inline double measure_bf16_gemm_rate(index_t m, index_t H, index_t q, int threads) {
+  if (!cpu::bf16_gemm_supported()) return measure_gemm_rate(m, H, q, threads);
+  static std::map<std::tuple<index_t, index_t, index_t, int>, double> cache;
+  const auto key = std::make_tuple(m, H, q, threads);
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  namespace d = cpu::detail;
+  using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const row_major P = row_major::Random(m, H);
+  const row_major thin = row_major::Random(q, std::max(m, H));
+  std::vector<std::uint32_t> rows(d::bf16_panels::words(m, H)), pairs(d::bf16_pairs::words(m, H));
+  std::vector<std::uint32_t> features_factor(d::bf16_pairs::words(H, q)), tokens_factor(d::bf16_panels::words(q, m));
+  const d::bf16_panels A{rows.data(), m, H}, thin_tokens{tokens_factor.data(), q, m};
+  const d::bf16_pairs B{pairs.data(), m, H}, thin_features{features_factor.data(), H, q};
+  d::pack_bf16_rows(P.data(), H, 0, m, A);
+  d::pack_bf16_token_pairs(P.data(), H, 0, m, B);
+  d::pack_bf16_columns(threads, thin.data(), H, thin_features);  // any values: only the rate counts
+  d::pack_bf16_rows(thin.data(), thin.cols(), 0, q, thin_tokens);
+  std::vector<float> out(static_cast<std::size_t>(std::max(m, H) * q));
+  double seconds = best_seconds(5, [&] { d::bf16_gemm(threads, A, thin_features, {out.data(), 1, m}); });
+  seconds = std::min(seconds, best_seconds(5, [&] { d::bf16_gemm(threads, thin_tokens, B, {out.data(), H, 1}); }));
+  return cache[key] = 2.0 * static_cast<double>(m) * static_cast<double>(H) * static_cast<double>(q) / seconds;
+}
+
 /// Bytes/s of a streaming read (a sum over 256 MiB) on `threads` threads.
 inline double measure_read_bandwidth(int threads) {
   static std::map<int, double> cache;
@@ -133,10 +161,13 @@ inline double measure_read_bandwidth(int threads) {
 }
 
 /// Floor seconds of a call of cost `c` whose passes have q columns over
-/// about `m` rows of H features.
-inline double floor_seconds(const call_cost& c, index_t m, index_t H, index_t q, int threads) {
-  return c.gemm_flops / measure_gemm_rate(std::max<index_t>(m, 512), H, q, threads) +
-         c.hidden_bytes / measure_read_bandwidth(threads);
+/// about `m` rows of H features, with GEMMs on `gemm` operands.
+inline double floor_seconds(const call_cost& c, index_t m, index_t H, index_t q, int threads,
+                            gemm_precision gemm = gemm_precision::full) {
+  const index_t rows = std::max<index_t>(m, 512);
+  const double rate = gemm == gemm_precision::bf16 ? measure_bf16_gemm_rate(rows, H, q, threads)
+                                                   : measure_gemm_rate(rows, H, q, threads);
+  return c.gemm_flops / rate + c.hidden_bytes / measure_read_bandwidth(threads);
 }
 
 }  // namespace resrl::bench

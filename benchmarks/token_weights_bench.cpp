@@ -78,7 +78,7 @@ void run(benchmark::State& state, shape s, resrl::token_weight_params p, int thr
   state.counters["GB_per_s"] = counter(cost.hidden_bytes * 1e-9, counter::kIsIterationInvariantRate);
   if (p.solver == resrl::subspace_solver::randomized) {
     const index_t q = std::min({p.rank + p.oversampling, positive, s.features});
-    const double floor = resrl::bench::floor_seconds(cost, positive, s.features, q, threads);
+    const double floor = resrl::bench::floor_seconds(cost, positive, s.features, q, threads, p.gemm);
     state.counters["floor_ms"] = floor * 1e3;
     // An inverted iteration-invariant rate of v reports (time / iterations) / v.
     state.counters["floor_ratio"] = counter(floor, counter::kIsIterationInvariantRate | counter::kInvert);
@@ -98,7 +98,8 @@ std::string name_of(const char* family, shape s, const resrl::token_weight_param
   return std::string(family) + "/G" + std::to_string(s.groups) + "_R" + std::to_string(s.responses) + "_T" +
          std::to_string(s.tokens) + "_H" + std::to_string(s.features) + "_k" + std::to_string(p.rank) + "_" +
          resrl::to_string(p.solver) + "_niter" + std::to_string(p.power_iterations) + "_os" +
-         std::to_string(p.oversampling) + "_" + type + "_threads" + std::to_string(threads);
+         std::to_string(p.oversampling) + (p.gemm == resrl::gemm_precision::bf16 ? "_gemm-bf16" : "") + "_" + type +
+         "_threads" + std::to_string(threads);
 }
 
 template <class Hidden = float>
@@ -114,11 +115,13 @@ void register_all() {
   using resrl::subspace_solver;
   const shape paper{1, 4, 2, 4096, 2560};  // the paper's micro-batch: 2 + 2 responses of 4096 tokens
   const auto randomized = params(64, subspace_solver::randomized);
-  // The paper's setting, both thread counts, fp32 and bf16, and the fast preset.
+  // The paper's setting, both thread counts, fp32 and bf16 inputs, and the
+  // fast preset (bf16 GEMMs) beside its settings on full-precision GEMMs.
   for (int threads : {1, 2}) {
     add("paper", paper, randomized, threads);
     add<Eigen::bfloat16>("paper", paper, randomized, threads, "bf16");
-    add("paper_fast", paper, params(64, subspace_solver::randomized, 1, 48), threads);
+    add("paper_fast", paper, resrl::token_weight_params::fast(), threads);
+    add("paper_fast_full", paper, params(64, subspace_solver::randomized, 1, 48), threads);
   }
   add("paper_exact", paper, params(64, subspace_solver::exact), 2);
   // Hidden sizes and ranks.
@@ -139,6 +142,9 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
+  benchmark::AddCustomContext("bf16_gemms", resrl::cpu::bf16_gemm_supported()
+                                                ? "AVX512-BF16"
+                                                : "not on this CPU: gemm-bf16 rows ran full-precision GEMMs");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

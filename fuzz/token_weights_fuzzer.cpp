@@ -68,6 +68,7 @@ void run(FuzzedDataProvider& in) {
   p.power_iterations = in.ConsumeIntegralInRange(-1, 4);
   p.oversampling = in.ConsumeBool() ? in.ConsumeIntegralInRange<index_t>(-1, 4) : std::numeric_limits<index_t>::max();
   p.seed = in.ConsumeIntegral<std::uint64_t>();
+  p.gemm = static_cast<resrl::gemm_precision>(in.ConsumeIntegralInRange(0, 2));
 
   std::vector<std::int64_t> ids;
   resrl::grouping groups;

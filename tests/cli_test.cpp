@@ -71,6 +71,29 @@ TEST_CASE("cli: --help and --version", "[cli]") {
   CHECK(r.err.find("unknown command") != std::string::npos);
 }
 
+TEST_CASE("cli: --gemm bf16 equals the library with the same setting and says which GEMMs ran", "[cli][bf16]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const auto r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") +
+                                                          " --rank 4 --niter 1 --oversample 2 --gemm bf16"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  resrl::token_weight_params p;
+  p.rank = 4;
+  p.power_iterations = 1;
+  p.oversampling = 2;
+  p.gemm = resrl::gemm_precision::bf16;
+  const library_result expected = library_weights(in, in.hidden, resrl::grouping::by_ids(in.ids.data(), in.B), p);
+  CHECK(same_floats(read_npy(dir / "W.npy").as<float>(), expected.weights));
+  const std::string report = read_file(dir / "R.json");
+  CHECK(report.find("\"gemm\": \"bf16\"") != std::string::npos);
+  const bool bf16 = resrl::cpu::bf16_gemm_supported();
+  CHECK(report.find(bf16 ? "\"bf16_gemms\": true" : "\"bf16_gemms\": false") != std::string::npos);
+  CHECK(expected.groups[0].bf16_gemms == (bf16 ? 1 : 0));
+}
+
 TEST_CASE("cli: token-weights with --groups equals the library, with distances and report", "[cli]") {
   temp_dir dir;
   const batch in;
@@ -397,6 +420,7 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
       {tw("--rollout-n 3 --min-weight x"), "--min-weight"},
       {tw("--rollout-n 3 --seed -1"), "--seed"},
       {tw("--rollout-n 3 --solver fast"), "--solver: expected one of exact, randomized"},
+      {tw("--rollout-n 3 --gemm fp8"), "--gemm: expected one of full, bf16"},
       {tw("--rollout-n 3 --threads -2"), "--threads"},
       {tw("--rollout-n 3 --repeat 0"), "--repeat"},
       {tw("--rollout-n 3 --rank 3 --rank 4"), "more than once"},

@@ -101,6 +101,7 @@ TEST_CASE("contract: token_weights rejects bad settings, naming the field", "[co
       {[](auto& p) { p.min_weight = 1.5; }, "min_weight must be in [0, 1], got 1.5"},
       {[](auto& p) { p.min_weight = std::nan(""); }, "min_weight must be in [0, 1], got nan"},
       {[](auto& p) { p.solver = static_cast<resrl::subspace_solver>(7); }, "solver has unknown value 7"},
+      {[](auto& p) { p.gemm = static_cast<resrl::gemm_precision>(3); }, "gemm has unknown value 3"},
       {[](auto& p) { p.power_iterations = -1; }, "power_iterations must be >= 0, got -1"},
       {[](auto& p) { p.oversampling = -2; }, "oversampling must be >= 0, got -2"},
   };

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <set>
 
@@ -320,23 +321,27 @@ TEST_CASE("results are bitwise identical across thread counts", "[token_weights]
   c.shared_rank = 8;
   const auto batch = resrl::synthetic::make_batch(c);
   const auto hidden = fixture::make_hidden<float>(batch, {});
-  for (auto solver : {resrl::subspace_solver::randomized, resrl::subspace_solver::exact}) {
-    auto p = small_params();
-    p.rank = 8;
-    p.solver = solver;
-    const auto one = fixture::run(fixture::inputs(batch, hidden.view), p, 1);
-    const auto two = fixture::run(fixture::inputs(batch, hidden.view), p, 2);
-    const auto three = fixture::run(fixture::inputs(batch, hidden.view), p, 3);
-    CHECK(one.weights == two.weights);
-    CHECK(one.weights == three.weights);
-  }
+  for (auto solver : {resrl::subspace_solver::randomized, resrl::subspace_solver::exact})
+    for (auto gemm : {resrl::gemm_precision::full, resrl::gemm_precision::bf16}) {
+      auto p = small_params();
+      p.rank = 8;
+      p.solver = solver;
+      p.gemm = gemm;
+      const auto one = fixture::run(fixture::inputs(batch, hidden.view), p, 1);
+      const auto two = fixture::run(fixture::inputs(batch, hidden.view), p, 2);
+      const auto three = fixture::run(fixture::inputs(batch, hidden.view), p, 3);
+      CHECK(one.weights == two.weights);
+      CHECK(one.weights == three.weights);
+      CHECK(std::memcmp(one.distances.data(), three.distances.data(), one.distances.size() * sizeof(float)) == 0);
+    }
 }
 
 TEST_CASE("the workspace query is exact and a reused workspace gives the same result", "[token_weights][workspace]") {
   const auto batch = small_batch();
   const auto hidden = fixture::make_hidden<float>(batch, {});
   const auto in = fixture::inputs(batch, hidden.view);
-  const auto p = small_params();
+  auto p = small_params();
+  p.gemm = GENERATE(resrl::gemm_precision::full, resrl::gemm_precision::bf16);  // bf16 packs other buffers
   const resrl::host_executor exec{1};
   const std::size_t bytes = resrl::token_weights_workspace_size(exec, in, p);
   std::vector<float> w1(batch.B * batch.T), w2(batch.B * batch.T);

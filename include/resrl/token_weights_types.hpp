@@ -25,6 +25,23 @@ inline const char* to_string(subspace_solver s) {
   return s == subspace_solver::exact ? "exact" : "randomized";
 }
 
+/// Operand precision of the GEMMs over hidden states (the randomized
+/// solver's passes over the positive tokens and the projection of the
+/// negative tokens).
+enum class gemm_precision : std::int32_t {
+  /// The compute type: fp32 for fp32/fp16/bf16 hidden states, fp64 for
+  /// double. The default.
+  full = 0,
+  /// bf16 operands (rounded to nearest even) with fp32 accumulation. Taken
+  /// by the CPU backend for fp32 arithmetic with the randomized solver when
+  /// the CPU has AVX512-BF16; everywhere else the full-precision GEMMs run.
+  /// group_diagnostics.bf16_gemms reports which ran. The rounding moves
+  /// weights by about 5e-4 (docs/benchmarks.md).
+  bf16 = 1,
+};
+
+inline const char* to_string(gemm_precision p) { return p == gemm_precision::bf16 ? "bf16" : "full"; }
+
 /// Token-weight settings. Defaults are the paper's.
 struct token_weight_params {
   index_t rank = 64;                   ///< k: dimension of the positive subspace
@@ -36,17 +53,20 @@ struct token_weight_params {
   int power_iterations = 4;            ///< niter of the randomized solver
   index_t oversampling = 0;            ///< extra sketch columns of the randomized solver
   std::uint64_t seed = 0;              ///< seeds subsampling and the sketch
+  gemm_precision gemm = gemm_precision::full;
 
   /// The paper's setting (the defaults above).
   static token_weight_params reference() { return {}; }
-  /// One power iteration with 48 extra sketch columns: on spectra without a
-  /// clean gap at k it lands closer to the exact subspace than the
-  /// reference's niter 4, q = k, with fewer GEMM column-passes (4 x 112
-  /// against 9 x 64). Measured in docs/benchmarks.md.
+  /// One power iteration with 48 extra sketch columns, on bf16 GEMMs where
+  /// the CPU has them: on spectra without a clean gap at k it lands closer
+  /// to the exact subspace than the reference's niter 4, q = k, with fewer
+  /// GEMM column-passes (4 x 112 against 9 x 64), each about three times
+  /// cheaper in bf16. Measured in docs/benchmarks.md.
   static token_weight_params fast() {
     token_weight_params p;
     p.power_iterations = 1;
     p.oversampling = 48;
+    p.gemm = gemm_precision::bf16;
     return p;
   }
 };
@@ -78,6 +98,8 @@ inline void validate(const token_weight_params& p) {
   RESRL_EXPECTS(p.power_iterations >= 0, "token_weight_params.power_iterations must be >= 0, got ",
                 p.power_iterations);
   RESRL_EXPECTS(p.oversampling >= 0, "token_weight_params.oversampling must be >= 0, got ", p.oversampling);
+  RESRL_EXPECTS(p.gemm == gemm_precision::full || p.gemm == gemm_precision::bf16,
+                "token_weight_params.gemm has unknown value ", static_cast<int>(p.gemm));
 }
 
 /// One micro-batch. `Hidden` is float, double, or a 16-bit float type of the
@@ -134,6 +156,7 @@ struct group_diagnostics {
   float weight_min = 1.0f;
   float weight_max = 1.0f;
   float distance_mean = NAN;              ///< mean residual distance (NaN when skipped)
+  std::int32_t bf16_gemms = 0;            ///< 1 when this group's GEMMs ran on bf16 operands
 };
 
 /// Where results go. `weights` is required; `distances` (NaN where no

@@ -103,6 +103,8 @@ inline command_spec token_weights_spec() {
            {"--niter", "N", "power iterations of the randomized solver", text_of(d.power_iterations)},
            {"--oversample", "N", "extra sketch columns of the randomized solver", text_of(d.oversampling)},
            {"--seed", "S", "seed of the positive-token subset and the sketch", text_of(d.seed)},
+           {"--gemm", "full|bf16", "GEMM operands: bf16 needs the randomized solver and AVX512-BF16",
+            to_string(d.gemm)},
            {"--device", "cpu|cuda", "where to compute", "cpu"},
            {"--threads", "N", "CPU threads, 0 = all (results do not depend on it)", "0"},
            {"--out", "W.npy", "(B, T) float32 token weights", "", true},
@@ -214,6 +216,7 @@ inline void write_group(json_writer& j, const group_diagnostics& g) {
       .field("weight_min", g.weight_min)
       .field("weight_max", g.weight_max)
       .field("distance_mean", g.distance_mean)
+      .field("bf16_gemms", g.bf16_gemms != 0)
       .end_object();
 }
 
@@ -230,6 +233,7 @@ inline int token_weights_command(const std::vector<std::string>& argv) {
   p.power_iterations = args.number<int>("--niter");
   p.oversampling = args.number<index_t>("--oversample");
   p.seed = args.number<std::uint64_t>("--seed");
+  p.gemm = args.choice<gemm_precision>("--gemm", {{"full", gemm_precision::full}, {"bf16", gemm_precision::bf16}});
   validate(p);
   const device dev = parse_device(args);
   const int threads = args.number<int>("--threads");
@@ -296,6 +300,7 @@ inline int token_weights_command(const std::vector<std::string>& argv) {
       .field("power_iterations", p.power_iterations)
       .field("oversampling", p.oversampling)
       .field("seed", p.seed)
+      .field("gemm", to_string(p.gemm))
       .field("device", args.text("--device"))
       .field("threads", threads)
       .end_object();

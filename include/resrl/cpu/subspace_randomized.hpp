@@ -4,16 +4,55 @@
 // right singular vectors of the projected matrix. With oversampling 0
 // (q = k, the reference's scheme) the answer is the span of the final basis
 // itself, so the last projection and its SVD are skipped: distances depend
-// only on the span.
+// only on the span. The solver sees P only through products P B and P^T B,
+// in full precision (dense_positives) or on bf16 operands (bf16_positives).
 #pragma once
 
 #include <Eigen/Eigenvalues>
 
 #include "resrl/core/random.hpp"
+#include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/cpu/blocked_gemm.hpp"
 #include "resrl/cpu/orthonormalize.hpp"
 
 namespace resrl::cpu::detail {
+
+/// P (M x H) in the compute type, multiplied by Eigen.
+template <class C>
+struct dense_positives {
+  const row_major_map<C>& P;
+  index_t rows() const { return P.rows(); }
+  index_t cols() const { return P.cols(); }
+  void times(int threads, const col_major_map<C>& B, col_major_map<C>& out) const { gemm_tokens(threads, P, B, out); }
+  void transposed_times(int threads, const col_major_map<C>& B, col_major_map<C>& out) const {
+    gemm_features(threads, P, B, out);
+  }
+};
+
+/// P rounded to bf16 and packed twice: as the A operand of P B (pairs along
+/// features) and as the B operand of (P^T B)^T = B^T P (pairs along tokens).
+/// Each product first rounds the thin factor into `packed`.
+struct bf16_positives {
+  bf16_panels rows_operand;  // A: M x H
+  bf16_pairs pairs_operand;  // B: M x H, pairs of tokens
+  std::uint32_t* packed = nullptr;
+  index_t rows() const { return rows_operand.rows; }
+  index_t cols() const { return rows_operand.depth; }
+  static index_t packed_words(index_t m, index_t h, index_t q) {
+    return std::max(bf16_pairs::words(h, q), bf16_panels::words(q, m));
+  }
+  void times(int threads, const col_major_map<float>& B, col_major_map<float>& out) const {
+    const bf16_pairs thin{packed, B.rows(), B.cols()};
+    pack_bf16_columns(threads, B.data(), B.rows(), thin);
+    bf16_gemm(threads, rows_operand, thin, {out.data(), 1, out.rows()});
+  }
+  void transposed_times(int threads, const col_major_map<float>& B, col_major_map<float>& out) const {
+    // B^T (q x M) is row-major with leading dimension M: B's columns.
+    const bf16_panels thin{packed, B.cols(), B.rows()};
+    pack_bf16_rows(B.data(), B.rows(), 0, B.cols(), thin);
+    bf16_gemm(threads, thin, pairs_operand, {out.data(), out.rows(), 1});  // (B^T P)^T: element (j, h) -> out(h, j)
+  }
+};
 
 /// Scratch of one randomized solve.
 template <class C>
@@ -26,34 +65,45 @@ struct randomized_scratch {
 inline index_t randomized_gram_scratch(index_t max_rows, index_t q) { return gram_scratch_size(max_rows, q); }
 
 /// V (H x k) = orthonormal basis of the top-k right singular subspace of P.
-template <class C>
-void randomized_subspace(int threads, const row_major_map<C>& P, index_t k, index_t q, int power_iterations,
+template <class C, class Positives>
+void randomized_subspace(int threads, const Positives& P, index_t k, index_t q, int power_iterations,
                          std::uint64_t seed, std::uint64_t group_key, const randomized_scratch<C>& s,
                          col_major_map<C>& V) {
   const index_t m = P.rows(), h = P.cols();
   col_major_map<C> tokens(s.tokens, m, q);
   col_major_map<C> basis(q == k ? V.data() : s.features, h, q);
 
+  // Omega(i, j) is draw i q + j, taken two at a time (with odd q a pair
+  // may straddle two rows: each row then computes the pair for its half).
   parallel_chunks(threads, chunk_count(m, tuning::token_chunk), [&](index_t c, int) {
+    const std::uint64_t key = ::resrl::detail::random_key(seed, ::resrl::detail::random_stream::sketch, group_key);
     const index_t r1 = std::min<index_t>(m, (c + 1) * tuning::token_chunk);
     for (index_t i = c * tuning::token_chunk; i < r1; ++i)
-      for (index_t j = 0; j < q; ++j)
-        tokens(i, j) = static_cast<C>(::resrl::detail::random_normal(
-            seed, ::resrl::detail::random_stream::sketch, group_key, static_cast<std::uint64_t>(i * q + j)));
+      for (index_t j = 0; j < q; ++j) {
+        const auto e = static_cast<std::uint64_t>(i * q + j);
+        if (e % 2 == 1 && j > 0) continue;  // written with its pair
+        const auto z = ::resrl::detail::random_normal_pair(key, e / 2);
+        if (e % 2 == 1) {  // j == 0: the pair began on the row before
+          tokens(i, j) = static_cast<C>(z.second);
+          continue;
+        }
+        tokens(i, j) = static_cast<C>(z.first);
+        if (j + 1 < q) tokens(i, j + 1) = static_cast<C>(z.second);
+      }
   });
-  gemm_features(threads, P, tokens, basis);  // P^T Omega: sketch of the feature space
+  P.transposed_times(threads, tokens, basis);  // P^T Omega: sketch of the feature space
   orthonormalize(threads, basis, s.gram);
   for (int it = 0; it < power_iterations; ++it) {
-    gemm_tokens(threads, P, basis, tokens);
+    P.times(threads, basis, tokens);
     orthonormalize(threads, tokens, s.gram);
-    gemm_features(threads, P, tokens, basis);
+    P.transposed_times(threads, tokens, basis);
     orthonormalize(threads, basis, s.gram);
   }
   if (q == k) return;  // V is the basis: same span as the reference's V
 
   // W = P Q ~ U S Vh, so P's top right singular vectors are Q Vh^T. Vh comes
   // from the small Gram matrix W^T W (eigenvalues ascending: take the last k).
-  gemm_tokens(threads, P, basis, tokens);
+  P.times(threads, basis, tokens);
   const small_matrix<C> G = gram(threads, tokens, s.gram);
   serial([&] {
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G.template cast<double>());

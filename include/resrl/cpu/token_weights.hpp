@@ -16,6 +16,7 @@
 #include "resrl/core/token_weight_math.hpp"
 #include "resrl/core/token_weights_checks.hpp"
 #include "resrl/core/workspace_arena.hpp"
+#include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/cpu/blocked_gemm.hpp"
 #include "resrl/cpu/layer_norm.hpp"
 #include "resrl/cpu/parallel.hpp"
@@ -48,14 +49,30 @@ struct token_weight_plan {
   index_t* negative_tokens = nullptr;      // valid negative tokens (b * T + t)
   float* negative_distances = nullptr;     // their residual distances
   float* quantile_scratch = nullptr;       // reordered copy for selection
-  C* positives = nullptr;                  // (used x H) centred layer-normed positive tokens
+  C* positives = nullptr;                  // (used x H) centred layer-normed positive tokens (full-precision GEMMs)
   C* column_sums = nullptr;                // per token chunk: H partial column sums
   C* mean = nullptr;                       // H: mu
   C* basis = nullptr;                      // (H x k) V
   randomized_scratch<C> sketch;            // randomized solver only
-  C* chunk_rows = nullptr;                 // threads x (token_chunk x H)
+  C* chunk_rows = nullptr;                 // threads x (token_chunk x H); bf16: threads x (12 x H)
   C* chunk_projections = nullptr;          // threads x (token_chunk x k)
+
+  // bf16 GEMMs only: the positives rounded and packed both ways (together
+  // the size of `positives`, which they replace), the packed thin factor
+  // and per-thread packed chunks of negative tokens.
+  bool bf16 = false;
+  std::uint32_t* positives_rows = nullptr;   // bf16_panels (used x H)
+  std::uint32_t* positives_pairs = nullptr;  // bf16_pairs (used x H)
+  std::uint32_t* packed_thin = nullptr;
+  std::uint32_t* chunk_panels = nullptr;  // threads x words(12, H): one panel of negative tokens
 };
+
+/// Whether a call with these settings runs its GEMMs on bf16 operands.
+template <class C>
+bool uses_bf16_gemms(const token_weight_params& p) {
+  return std::is_same_v<C, float> && p.gemm == gemm_precision::bf16 && p.solver == subspace_solver::randomized &&
+         bf16_gemm_supported();
+}
 
 struct plan_shape {
   index_t batch = 0, tokens = 0, features = 0;
@@ -77,7 +94,17 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
   plan.negative_tokens = arena.take<index_t>(n(cap_tokens));
   plan.negative_distances = arena.take<float>(n(cap_tokens));
   plan.quantile_scratch = arena.take<float>(n(cap_tokens));
-  plan.positives = arena.take<C>(n(max_used * s.features));
+  plan.bf16 = uses_bf16_gemms<C>(p);
+  if (plan.bf16) {
+    const index_t H = s.features;
+    plan.positives_rows = arena.take<std::uint32_t>(n(bf16_panels::words(max_used, H)));
+    plan.positives_pairs = arena.take<std::uint32_t>(n(bf16_pairs::words(max_used, H)));
+    const index_t q = std::max<index_t>(1, sketch_columns(max_rank, p.oversampling, max_used, H));
+    plan.packed_thin = arena.take<std::uint32_t>(n(bf16_positives::packed_words(max_used, H, q)));
+    plan.chunk_panels = arena.take<std::uint32_t>(n(s.threads * bf16_panels::words(bf16_panel_rows, H)));
+  } else {
+    plan.positives = arena.take<C>(n(max_used * s.features));
+  }
   plan.column_sums = arena.take<C>(n(chunk_count(max_used, tuning::token_chunk) * s.features));
   plan.mean = arena.take<C>(n(s.features));
   plan.basis = arena.take<C>(n(s.features * max_rank));
@@ -87,7 +114,7 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
     plan.sketch.features = arena.take<C>(n(s.features * q));
     plan.sketch.gram = arena.take<C>(n(randomized_gram_scratch(std::max(max_used, s.features), q)));
   }
-  plan.chunk_rows = arena.take<C>(n(s.threads * tuning::token_chunk * s.features));
+  plan.chunk_rows = arena.take<C>(n(s.threads * (plan.bf16 ? bf16_panel_rows : tuning::token_chunk) * s.features));
   plan.chunk_projections = arena.take<C>(n(s.threads * tuning::token_chunk * max_rank));
   return plan;
 }
@@ -129,68 +156,161 @@ inline void subsample_tokens(token_entry* candidates, index_t count, index_t kee
             [](const token_entry& a, const token_entry& b) { return a.token < b.token; });
 }
 
-/// Layer-normalises and centres the kept positive tokens into plan.positives
-/// and their mean into plan.mean (spec §3 steps 3-4). Column sums are taken
-/// per token chunk while the rows are in cache, then added in chunk order.
-template <class Hidden, class C>
-void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
-                             index_t used, const token_weight_plan<C>& plan) {
+template <class T>
+void prefetch_row(const T* x, index_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* p = reinterpret_cast<const char*>(x);
+  for (index_t b = 0; b < n * static_cast<index_t>(sizeof(T)); b += 64) __builtin_prefetch(p + b);
+#else
+  (void)x, (void)n;
+#endif
+}
+
+/// Layer-normalises the kept positive tokens, each into the row that
+/// row_of(i, thread) points to, and writes their mean to plan.mean (spec §3
+/// steps 3-4). Column sums are taken per token chunk, each row added while
+/// it is in L1, then the chunks' sums are added in chunk order.
+template <class Hidden, class C, class RowOf>
+void positive_mean(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens, index_t used,
+                   const token_weight_plan<C>& plan, RowOf row_of) {
   const index_t T = hidden.tokens, H = hidden.features, chunks = chunk_count(used, tuning::token_chunk);
-  row_major_map<C> P(plan.positives, used, H);
+  const auto hidden_row = [&](index_t i) { return hidden.row(tokens[i].token / T, tokens[i].token % T); };
   first_index bad;
-  parallel_chunks(threads, chunks, [&](index_t c, int) {
-    const index_t r0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, used - r0);
-    for (index_t i = r0; i < r0 + n; ++i) {
-      const index_t token = tokens[i].token;
-      if (!layer_norm_row(hidden.row(token / T, token % T), H, &P(i, 0))) bad.report(token);
+  parallel_chunks(threads, chunks, [&](index_t c, int thread) {
+    const index_t r0 = c * tuning::token_chunk, r1 = std::min(used, r0 + tuning::token_chunk);
+    Eigen::Map<Eigen::Array<C, 1, Eigen::Dynamic>> sums(plan.column_sums + c * H, H);
+    for (index_t i = r0; i < r1; ++i) {
+      // The kept tokens are a sparse subset: the hardware prefetcher does
+      // not see the next row coming.
+      if (i + 1 < r1) prefetch_row(hidden_row(i + 1), H);
+      C* row = row_of(i, thread);
+      if (!layer_norm_row(hidden_row(i), H, row)) bad.report(tokens[i].token);
+      const Eigen::Map<const Eigen::Array<C, 1, Eigen::Dynamic>> x(row, H);
+      if (i == r0)
+        sums = x;
+      else
+        sums += x;
     }
-    Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H) = P.middleRows(r0, n).colwise().sum();
   });
   if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
   Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
   mu = Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums, H);
   for (index_t c = 1; c < chunks; ++c) mu += Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H);
   mu /= static_cast<C>(used);
+}
+
+/// The centred layer-normed positive tokens into plan.positives.
+template <class Hidden, class C>
+void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
+                             index_t used, const token_weight_plan<C>& plan) {
+  const index_t H = hidden.features;
+  row_major_map<C> P(plan.positives, used, H);
+  positive_mean(threads, hidden, tokens, used, plan, [&](index_t i, int) { return plan.positives + i * H; });
+  const Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
   parallel_chunks(threads, chunk_count(used, tuning::gemm_row_chunk), [&](index_t c, int) {
     const index_t r0 = c * tuning::gemm_row_chunk, n = std::min(tuning::gemm_row_chunk, used - r0);
     P.middleRows(r0, n).rowwise() -= mu;
   });
 }
 
+/// The same tokens rounded to bf16 and packed both ways (plan.bf16). The
+/// mean needs every token before any can be centred, so the first pass keeps
+/// only column sums and the second normalises again: rounding the centred
+/// values keeps the error relative to what the subspace sees, even where
+/// the mean is large (outlier channels).
+template <class Hidden>
+void build_bf16_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
+                          index_t used, const token_weight_plan<float>& plan) {
+  const index_t T = hidden.tokens, H = hidden.features;
+  // Per thread, one panel of 12 normalised rows (L2-sized) at a time.
+  const auto panel_rows = [&](int thread) { return plan.chunk_rows + thread * bf16_panel_rows * H; };
+  positive_mean(threads, hidden, tokens, used, plan, [&](index_t, int thread) { return panel_rows(thread); });
+  const bf16_panels rows_operand{plan.positives_rows, used, H};
+  const bf16_pairs pairs_operand{plan.positives_pairs, used, H};
+  const Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> mu(plan.mean, H);
+  // Chunks of whole panels (which also start on even tokens, as pairs need).
+  constexpr index_t panels_per_chunk = 8, chunk = panels_per_chunk * bf16_panel_rows;
+  parallel_chunks(threads, chunk_count(used, chunk), [&](index_t c, int thread) {
+    const index_t r1 = std::min(used, (c + 1) * chunk);
+    for (index_t r0 = c * chunk; r0 < r1; r0 += bf16_panel_rows) {
+      const index_t n = std::min(bf16_panel_rows, r1 - r0);
+      row_major_map<float> rows(panel_rows(thread), n, H);
+      for (index_t i = 0; i < n; ++i) {
+        const index_t token = tokens[r0 + i].token;
+        if (i + 1 < n) prefetch_row(hidden.row(tokens[r0 + i + 1].token / T, tokens[r0 + i + 1].token % T), H);
+        layer_norm_row(hidden.row(token / T, token % T), H, &rows(i, 0));  // finite: checked by the first pass
+        rows.row(i).array() -= mu;
+      }
+      pack_bf16_rows(rows.data(), H, r0, n, rows_operand);
+      pack_bf16_token_pairs(rows.data(), H, r0, n, pairs_operand);
+    }
+  });
+}
+
+/// d = (||h||^2 - ||V^T h||^2) / H from the two squared norms.
+inline float residual_distance(double squared_norm, double projected, index_t H) {
+  // ||r||^2 >= 0 exactly; cancellation may leave a rounding-sized negative.
+  return static_cast<float>(std::max(squared_norm - projected, 0.0) / static_cast<double>(H));
+}
+
 /// Residual distance ||r||^2 / H of every valid negative token (spec §3 step
 /// 6), using ||r||^2 = ||h||^2 - ||V^T h||^2: a chunk of tokens is
-/// normalised into a per-thread buffer and projected with one GEMM.
+/// normalised into a per-thread buffer and projected with one GEMM. With
+/// bf16 GEMMs, a panel of 12 tokens at a time is normalised, rounded,
+/// packed and projected while it is in cache; h and V are rounded and
+/// ||h||^2 is that of the rounded h.
 template <class Hidden, class C>
 void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, index_t count, index_t rank,
                         const token_weight_plan<C>& plan) {
   const index_t T = hidden.tokens, H = hidden.features;
   const col_major_map<C> V(plan.basis, H, rank);
+  const bf16_pairs packed_basis{plan.packed_thin, H, rank};
+  if constexpr (std::is_same_v<C, float>)
+    if (plan.bf16) pack_bf16_columns(threads, plan.basis, H, packed_basis);
   const Eigen::Map<const Eigen::Array<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
+  const auto hidden_row = [&](index_t i) {
+    const index_t token = plan.negative_tokens[i];
+    return hidden.row(token / T, token % T);
+  };
   first_index bad;
+  // Normalises and centres tokens [i0, i0 + n) into rows; false after
+  // reporting the first non-finite one.
+  const auto normalise = [&](index_t i0, index_t n, C* rows) {
+    for (index_t i = 0; i < n; ++i) {
+      if (i + 1 < n) prefetch_row(hidden_row(i0 + i + 1), H);
+      if (!layer_norm_row(hidden_row(i0 + i), H, rows + i * H)) {
+        bad.report(plan.negative_tokens[i0 + i]);
+        return false;
+      }
+      Eigen::Map<Eigen::Array<C, 1, Eigen::Dynamic>>(rows + i * H, H) -= mu;
+    }
+    return true;
+  };
   parallel_chunks(threads, chunk_count(count, tuning::token_chunk), [&](index_t c, int thread) {
     const index_t i0 = c * tuning::token_chunk, n = std::min(tuning::token_chunk, count - i0);
-    row_major_map<C> rows(plan.chunk_rows + thread * tuning::token_chunk * H, n, H);
     col_major_map<C> proj(plan.chunk_projections + thread * tuning::token_chunk * rank, n, rank);
     C squared_norm[tuning::token_chunk];
-    bool chunk_ok = true;
-    for (index_t i = 0; i < n; ++i) {
-      const index_t token = plan.negative_tokens[i0 + i];
-      if (!layer_norm_row(hidden.row(token / T, token % T), H, &rows(i, 0))) {
-        bad.report(token);
-        chunk_ok = false;
-        continue;
+    if constexpr (std::is_same_v<C, float>) {
+      if (plan.bf16) {
+        const bf16_panels packed{plan.chunk_panels + thread * bf16_panels::words(bf16_panel_rows, H),
+                                 bf16_panel_rows, H};
+        for (index_t r0 = 0; r0 < n; r0 += bf16_panel_rows) {
+          const index_t m = std::min(bf16_panel_rows, n - r0);
+          float* rows = plan.chunk_rows + thread * bf16_panel_rows * H;
+          if (!normalise(i0 + r0, m, rows)) return;
+          pack_bf16_rows(rows, H, 0, m, packed, squared_norm + r0);
+          bf16_gemm_panels({packed.data, m, H}, 0, 1, packed_basis, {proj.data() + r0, 1, n});
+        }
       }
-      auto h = rows.row(i).array();
-      h -= mu;
-      squared_norm[i] = h.matrix().squaredNorm();
     }
-    if (!chunk_ok) return;
-    proj.noalias() = rows * V;
-    for (index_t i = 0; i < n; ++i) {
-      const double residual = static_cast<double>(squared_norm[i]) - static_cast<double>(proj.row(i).squaredNorm());
-      // ||r||^2 >= 0 exactly; cancellation may leave a rounding-sized negative.
-      plan.negative_distances[i0 + i] = static_cast<float>(std::max(residual, 0.0) / static_cast<double>(H));
+    if (!plan.bf16) {
+      row_major_map<C> rows(plan.chunk_rows + thread * tuning::token_chunk * H, n, H);
+      if (!normalise(i0, n, rows.data())) return;
+      for (index_t i = 0; i < n; ++i) squared_norm[i] = rows.row(i).squaredNorm();
+      proj.noalias() = rows * V;
     }
+    for (index_t i = 0; i < n; ++i)
+      plan.negative_distances[i0 + i] = residual_distance(squared_norm[i], proj.row(i).squaredNorm(), H);
   });
   if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
 }
@@ -238,15 +358,25 @@ group_diagnostics process_group(int threads, const token_weight_inputs<Hidden, M
   d.positive_tokens_used = used;
   d.rank = static_cast<std::int32_t>(k);
 
-  build_centred_positives(threads, in.hidden, plan.positive_tokens, used, plan);
-  const row_major_map<C> P(plan.positives, used, H);
   col_major_map<C> V(plan.basis, H, k);
-  if (p.solver == subspace_solver::exact) {
-    exact_subspace(P, k, V);
-  } else {
-    const index_t q = ::resrl::detail::sketch_columns(k, p.oversampling, used, H);
-    randomized_subspace(threads, P, k, q, p.power_iterations, p.seed, static_cast<std::uint64_t>(d.group_id),
-                        plan.sketch, V);
+  const index_t q = ::resrl::detail::sketch_columns(k, p.oversampling, used, H);
+  const auto group_key = static_cast<std::uint64_t>(d.group_id);
+  if constexpr (std::is_same_v<C, float>) {
+    if (plan.bf16) {
+      build_bf16_positives(threads, in.hidden, plan.positive_tokens, used, plan);
+      const bf16_positives P{{plan.positives_rows, used, H}, {plan.positives_pairs, used, H}, plan.packed_thin};
+      randomized_subspace<float>(threads, P, k, q, p.power_iterations, p.seed, group_key, plan.sketch, V);
+      d.bf16_gemms = 1;
+    }
+  }
+  if (!plan.bf16) {
+    build_centred_positives(threads, in.hidden, plan.positive_tokens, used, plan);
+    const row_major_map<C> P(plan.positives, used, H);
+    if (p.solver == subspace_solver::exact)
+      exact_subspace(P, k, V);
+    else
+      randomized_subspace<C>(threads, dense_positives<C>{P}, k, q, p.power_iterations, p.seed, group_key,
+                             plan.sketch, V);
   }
   negative_distances(threads, in.hidden, negative_count, k, plan);
 
