@@ -13,6 +13,7 @@
 #include "resrl/core/random.hpp"
 #include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/cpu/blocked_gemm.hpp"
+#include "resrl/cpu/gaussian_sketch.hpp"
 #include "resrl/cpu/orthonormalize.hpp"
 
 namespace resrl::cpu::detail {
@@ -54,6 +55,11 @@ struct bf16_positives {
   }
 };
 
+/// The key of a group's Gaussian test matrix.
+inline std::uint64_t sketch_key(std::uint64_t seed, std::uint64_t group_key) {
+  return ::resrl::detail::random_key(seed, ::resrl::detail::random_stream::sketch, group_key);
+}
+
 /// Scratch of one randomized solve.
 template <class C>
 struct randomized_scratch {
@@ -73,24 +79,7 @@ void randomized_subspace(int threads, const Positives& P, index_t k, index_t q, 
   col_major_map<C> tokens(s.tokens, m, q);
   col_major_map<C> basis(q == k ? V.data() : s.features, h, q);
 
-  // Omega(i, j) is draw i q + j, taken two at a time (with odd q a pair
-  // may straddle two rows: each row then computes the pair for its half).
-  parallel_chunks(threads, chunk_count(m, tuning::token_chunk), [&](index_t c, int) {
-    const std::uint64_t key = ::resrl::detail::random_key(seed, ::resrl::detail::random_stream::sketch, group_key);
-    const index_t r1 = std::min<index_t>(m, (c + 1) * tuning::token_chunk);
-    for (index_t i = c * tuning::token_chunk; i < r1; ++i)
-      for (index_t j = 0; j < q; ++j) {
-        const auto e = static_cast<std::uint64_t>(i * q + j);
-        if (e % 2 == 1 && j > 0) continue;  // written with its pair
-        const auto z = ::resrl::detail::random_normal_pair(key, e / 2);
-        if (e % 2 == 1) {  // j == 0: the pair began on the row before
-          tokens(i, j) = static_cast<C>(z.second);
-          continue;
-        }
-        tokens(i, j) = static_cast<C>(z.first);
-        if (j + 1 < q) tokens(i, j + 1) = static_cast<C>(z.second);
-      }
-  });
+  fill_gaussian_sketch(threads, sketch_key(seed, group_key), m, q, s.tokens);
   P.transposed_times(threads, tokens, basis);  // P^T Omega: sketch of the feature space
   orthonormalize(threads, basis, s.gram);
   for (int it = 0; it < power_iterations; ++it) {

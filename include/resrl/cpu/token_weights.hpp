@@ -181,8 +181,8 @@ void positive_mean(int threads, const tensor3_view<const Hidden>& hidden, const 
     Eigen::Map<Eigen::Array<C, 1, Eigen::Dynamic>> sums(plan.column_sums + c * H, H);
     for (index_t i = r0; i < r1; ++i) {
       // The kept tokens are a sparse subset: the hardware prefetcher does
-      // not see the next row coming.
-      if (i + 1 < r1) prefetch_row(hidden_row(i + 1), H);
+      // not see the rows coming. Fetch the one after next.
+      if (i + 2 < r1) prefetch_row(hidden_row(i + 2), H);
       C* row = row_of(i, thread);
       if (!layer_norm_row(hidden_row(i), H, row)) bad.report(tokens[i].token);
       const Eigen::Map<const Eigen::Array<C, 1, Eigen::Dynamic>> x(row, H);

@@ -9,7 +9,7 @@ namespace resrl::cuda::detail {
 
 /// The Gaussian test matrix of the randomized solver, written into the
 /// token-side factor Z (rows x cols per group, ld rows): entry (i, j) =
-/// random_normal(seed, sketch, group id, i * q_g + j) for i < used and
+/// random_normal(seed, sketch, group id, j * used + i) for i < used and
 /// j < q_g, as on the host; 0 elsewhere (padding rows and columns).
 template <int = 0>
 __global__ void sketch_kernel(device_groups groups, const group_state* states, std::uint64_t seed, index_t rows,
@@ -25,9 +25,8 @@ __global__ void sketch_kernel(device_groups groups, const group_state* states, s
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     for (index_t j = 0; j < cols; ++j) {
       const bool inside = i < s.used && j < s.sketch;
-      out[i + j * rows] =
-          inside ? static_cast<float>(random_normal(seed, random_stream::sketch, key, static_cast<std::uint64_t>(i * s.sketch + j)))
-                 : 0.0f;
+      const auto draw = static_cast<std::uint64_t>(j * s.used + i);
+      out[i + j * rows] = inside ? random_normal(seed, random_stream::sketch, key, draw) : 0.0f;
     }
   }
 }

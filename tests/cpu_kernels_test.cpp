@@ -1,6 +1,7 @@
-// The bf16 GEMM of the CPU backend against double-precision products of the
-// rounded operands, its rounding against hand-derived bit patterns, and the
-// Gaussian draws of the randomized solver's test matrix.
+// Kernels of the CPU backend: the bf16 GEMM against double-precision
+// products of the rounded operands, its rounding against hand-derived bit
+// patterns; the Gaussian draws of the randomized solver's test matrix
+// against libm in double, and their vector path against their scalar one.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "resrl/core/random.hpp"
 #include "resrl/cpu/bf16_gemm.hpp"
+#include "resrl/cpu/gaussian_sketch.hpp"
 
 namespace {
 
@@ -169,4 +171,54 @@ TEST_CASE("sketch draws: standard normal, paired draws uncorrelated, draw e is h
   CHECK(largest < 6.0);  // 24-bit uniforms bound |z| by sqrt(-2 ln 2^-24) = 5.77
   CHECK(random_normal(5, random_stream::sketch, 4, 0) != random_normal(5, random_stream::sketch, 3, 0));
   CHECK(random_normal(6, random_stream::sketch, 3, 0) != random_normal(5, random_stream::sketch, 3, 0));
+}
+
+TEST_CASE("sketch math: log and sincos of turns agree with libm in double to a few float ulp", "[random]") {
+  namespace nm = resrl::detail::normal_math;
+  const double pi = 3.14159265358979323846;
+  double worst_log = 0, worst_trig = 0;
+  // Every uniform the draws can produce is k / 2^24, k = 1 .. 2^24; walk a
+  // sample that includes the ends and each eighth of a turn (the quadrant
+  // and reduction boundaries) and their neighbours.
+  std::vector<std::uint32_t> ks = {1, 2, 3, 1u << 23, (1u << 24) - 1, 1u << 24};
+  for (std::uint32_t k = 1; k < (1u << 24); k += 997) ks.push_back(k);
+  for (std::uint32_t eighth = 1; eighth <= 8; ++eighth)
+    for (int d = -2; d <= 2; ++d) ks.push_back((eighth << 21) + static_cast<std::uint32_t>(d));
+  for (std::uint32_t k : ks) {
+    if (k == 0 || k > (1u << 24)) continue;
+    const float u = static_cast<float>(k) * (1.0f / 16777216.0f);
+    const double ud = static_cast<double>(u);
+    worst_log = std::max(worst_log, std::abs(nm::log(u) - std::log(ud)) / std::max(1.0, std::abs(std::log(ud))));
+    float s, c;
+    nm::sincos_turns(u, s, c);
+    worst_trig = std::max({worst_trig, std::abs(s - std::sin(2 * pi * ud)), std::abs(c - std::cos(2 * pi * ud))});
+  }
+  CHECK(worst_log < 4e-7);   // a few ulp of the result (absolute below |log| = 1)
+  CHECK(worst_trig < 1e-6);  // the argument 2 pi u is itself rounded to float
+}
+
+TEST_CASE("sketch draws: the vector path gives the scalar path's bits", "[random]") {
+  if (!resrl::cpu::detail::vector_sketch_supported()) {
+    WARN("this CPU has no AVX2 + FMA: the vector path is not exercised");
+    return;
+  }
+  const std::uint64_t key = resrl::detail::random_key(9, resrl::detail::random_stream::sketch, 2);
+  for (std::uint64_t p0 = 0; p0 < 400000; p0 += 8) {
+    float vector[16], scalar[16];
+    resrl::cpu::detail::normal_pairs(true, key, p0, vector);
+    resrl::cpu::detail::normal_pairs(false, key, p0, scalar);
+    INFO("pairs from " << p0);
+    REQUIRE(std::memcmp(vector, scalar, sizeof vector) == 0);
+  }
+  // The filled matrix: draw j m + i at (i, j); odd m (pairs straddle
+  // columns) and more than one chunk of draws.
+  const index_t m = 2999, q = 7;
+  std::vector<float> omega(static_cast<std::size_t>(m * q));
+  resrl::cpu::detail::fill_gaussian_sketch(2, key, m, q, omega.data());
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < q; ++j) {
+      const auto e = static_cast<std::uint64_t>(j * m + i);
+      const auto pair = resrl::detail::random_normal_pair(key, e / 2);
+      REQUIRE(omega[static_cast<std::size_t>(j * m + i)] == (e % 2 == 0 ? pair.first : pair.second));
+    }
 }
