@@ -83,8 +83,8 @@ TEST_CASE("bf16 GEMM equals the double-precision product of the rounded operands
   };
   // Tall A (panel split), short A (column strips, depth in several passes),
   // odd depth, ragged rows and columns, one of everything.
-  const shape shapes[] = {{1, 1, 1},     {13, 33, 17},  {37, 515, 40}, {200, 100, 5},
-                          {24, 2, 48},   {12, 600, 112}, {197, 71, 33}, {5, 1030, 70}};
+  const shape shapes[] = {{1, 1, 1},     {13, 33, 17},  {37, 515, 40}, {200, 100, 5}, {24, 2, 48},
+                          {12, 600, 112}, {197, 71, 33}, {5, 1030, 70}, {7, 0, 20}, {250, 0, 3}};
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
   for (const shape s : shapes) {

@@ -252,6 +252,7 @@ RESRL_BF16_TARGET inline void bf16_gemm_strip(const bf16_panels& A, const bf16_p
                                               const strided_output& out) {
   alignas(64) float acc[bf16_strip_max_panels * bf16_panel_rows * bf16_strip_columns];
   const index_t c1 = std::min(B.cols, c0 + bf16_strip_columns), pairs = A.pairs();
+  if (pairs == 0) std::fill(acc, acc + A.rows * bf16_strip_columns, 0.0f);  // an empty sum
   for (index_t k0 = 0; k0 < pairs; k0 += bf16_strip_depth) {
     const index_t k1 = std::min(pairs, k0 + bf16_strip_depth);
     for (index_t c = c0; c < c1; c += 32)
