@@ -160,14 +160,17 @@ inline double measure_read_bandwidth(int threads) {
   return cache[threads] = static_cast<double>(n * sizeof(float)) / seconds;
 }
 
+/// FLOP/s of the pass shapes on `gemm` operands.
+inline double measure_gemm_rate(gemm_precision gemm, index_t m, index_t H, index_t q, int threads) {
+  return gemm == gemm_precision::bf16 ? measure_bf16_gemm_rate(m, H, q, threads) : measure_gemm_rate(m, H, q, threads);
+}
+
 /// Floor seconds of a call of cost `c` whose passes have q columns over
 /// about `m` rows of H features, with GEMMs on `gemm` operands.
 inline double floor_seconds(const call_cost& c, index_t m, index_t H, index_t q, int threads,
                             gemm_precision gemm = gemm_precision::full) {
-  const index_t rows = std::max<index_t>(m, 512);
-  const double rate = gemm == gemm_precision::bf16 ? measure_bf16_gemm_rate(rows, H, q, threads)
-                                                   : measure_gemm_rate(rows, H, q, threads);
-  return c.gemm_flops / rate + c.hidden_bytes / measure_read_bandwidth(threads);
+  return c.gemm_flops / measure_gemm_rate(gemm, std::max<index_t>(m, 512), H, q, threads) +
+         c.hidden_bytes / measure_read_bandwidth(threads);
 }
 
 }  // namespace resrl::bench

@@ -32,9 +32,7 @@ int main(int argc, char** argv) {
   const resrl::index_t positive = arg(1), negative = arg(2), H = arg(3);
   const auto cost = resrl::bench::group_cost(positive, negative, H, p, element);
   const resrl::index_t q = std::min({p.rank + p.oversampling, positive, H});
-  const double gemm = p.gemm == resrl::gemm_precision::bf16
-                          ? resrl::bench::measure_bf16_gemm_rate(positive, H, q, threads)
-                          : resrl::bench::measure_gemm_rate(positive, H, q, threads);
+  const double gemm = resrl::bench::measure_gemm_rate(p.gemm, positive, H, q, threads);
   const double read = resrl::bench::measure_read_bandwidth(threads);
   std::printf(
       "{\"gemm_gflops\": %.3f, \"read_gbps\": %.3f, \"gemm_flops\": %.6g, \"hidden_bytes\": %.6g, "

@@ -156,6 +156,12 @@ inline void subsample_tokens(token_entry* candidates, index_t count, index_t kee
             [](const token_entry& a, const token_entry& b) { return a.token < b.token; });
 }
 
+/// The hidden state of flat token b * T + t.
+template <class Hidden>
+const Hidden* token_row(const tensor3_view<const Hidden>& hidden, index_t token) {
+  return hidden.row(token / hidden.tokens, token % hidden.tokens);
+}
+
 template <class T>
 void prefetch_row(const T* x, index_t n) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -174,7 +180,7 @@ template <class Hidden, class C, class RowOf>
 void positive_mean(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens, index_t used,
                    const token_weight_plan<C>& plan, RowOf row_of) {
   const index_t T = hidden.tokens, H = hidden.features, chunks = chunk_count(used, tuning::token_chunk);
-  const auto hidden_row = [&](index_t i) { return hidden.row(tokens[i].token / T, tokens[i].token % T); };
+  const auto hidden_row = [&](index_t i) { return token_row(hidden, tokens[i].token); };
   first_index bad;
   parallel_chunks(threads, chunks, [&](index_t c, int thread) {
     const index_t r0 = c * tuning::token_chunk, r1 = std::min(used, r0 + tuning::token_chunk);
@@ -221,7 +227,7 @@ void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidd
 template <class Hidden>
 void build_bf16_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
                           index_t used, const token_weight_plan<float>& plan) {
-  const index_t T = hidden.tokens, H = hidden.features;
+  const index_t H = hidden.features;
   // Per thread, one panel of 12 normalised rows (L2-sized) at a time.
   const auto panel_rows = [&](int thread) { return plan.chunk_rows + thread * bf16_panel_rows * H; };
   positive_mean(threads, hidden, tokens, used, plan, [&](index_t, int thread) { return panel_rows(thread); });
@@ -236,9 +242,8 @@ void build_bf16_positives(int threads, const tensor3_view<const Hidden>& hidden,
       const index_t n = std::min(bf16_panel_rows, r1 - r0);
       row_major_map<float> rows(panel_rows(thread), n, H);
       for (index_t i = 0; i < n; ++i) {
-        const index_t token = tokens[r0 + i].token;
-        if (i + 1 < n) prefetch_row(hidden.row(tokens[r0 + i + 1].token / T, tokens[r0 + i + 1].token % T), H);
-        layer_norm_row(hidden.row(token / T, token % T), H, &rows(i, 0));  // finite: checked by the first pass
+        if (i + 1 < n) prefetch_row(token_row(hidden, tokens[r0 + i + 1].token), H);
+        layer_norm_row(token_row(hidden, tokens[r0 + i].token), H, &rows(i, 0));  // finite: checked by the first pass
         rows.row(i).array() -= mu;
       }
       pack_bf16_rows(rows.data(), H, r0, n, rows_operand);
@@ -268,10 +273,7 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
   if constexpr (std::is_same_v<C, float>)
     if (plan.bf16) pack_bf16_columns(threads, plan.basis, H, packed_basis);
   const Eigen::Map<const Eigen::Array<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
-  const auto hidden_row = [&](index_t i) {
-    const index_t token = plan.negative_tokens[i];
-    return hidden.row(token / T, token % T);
-  };
+  const auto hidden_row = [&](index_t i) { return token_row(hidden, plan.negative_tokens[i]); };
   first_index bad;
   // Normalises and centres tokens [i0, i0 + n) into rows; false after
   // reporting the first non-finite one.
@@ -294,9 +296,9 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
       if (plan.bf16) {
         const bf16_panels packed{plan.chunk_panels + thread * bf16_panels::words(bf16_panel_rows, H),
                                  bf16_panel_rows, H};
+        float* rows = plan.chunk_rows + thread * bf16_panel_rows * H;
         for (index_t r0 = 0; r0 < n; r0 += bf16_panel_rows) {
           const index_t m = std::min(bf16_panel_rows, n - r0);
-          float* rows = plan.chunk_rows + thread * bf16_panel_rows * H;
           if (!normalise(i0 + r0, m, rows)) return;
           pack_bf16_rows(rows, H, 0, m, packed, squared_norm + r0);
           bf16_gemm_panels({packed.data, m, H}, 0, 1, packed_basis, {proj.data() + r0, 1, n});
