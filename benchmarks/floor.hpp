@@ -14,7 +14,7 @@
 #include <Eigen/Core>
 
 #include "resrl/cpu/bf16_gemm.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>

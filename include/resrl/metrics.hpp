@@ -9,7 +9,7 @@
 
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"  // check_scores
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl {
 

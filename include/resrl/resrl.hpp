@@ -3,7 +3,7 @@
 #pragma once
 
 #include "resrl/advantages.hpp"
-#include "resrl/executor.hpp"
+#include "resrl/base/executor.hpp"
 #include "resrl/metrics.hpp"
 #include "resrl/policy_loss.hpp"
 #include "resrl/rewards.hpp"

@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "resrl/core/error.hpp"
-#include "resrl/core/macros.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/error.hpp"
+#include "resrl/base/macros.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl {
 

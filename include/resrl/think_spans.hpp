@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl {
 

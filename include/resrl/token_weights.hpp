@@ -20,8 +20,8 @@
 #pragma once
 
 #include "resrl/cpu/token_weights.hpp"
-#include "resrl/executor.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/base/executor.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl {
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "resrl/core/macros.hpp"
+#include "resrl/base/macros.hpp"
 
 namespace resrl {
 

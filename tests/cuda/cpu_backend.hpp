@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "resrl/advantages_types.hpp"
-#include "resrl/policy_loss_types.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/advantages.hpp"
+#include "resrl/types/policy_loss.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace cuda_test {
 

@@ -14,7 +14,7 @@
 
 #include <Eigen/Dense>
 
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace reference {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::cli {
 

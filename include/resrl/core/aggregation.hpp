@@ -3,8 +3,8 @@
 // only on the token's sequence, so one pass over the mask gives all of them.
 #pragma once
 
-#include "resrl/core/macros.hpp"
-#include "resrl/policy_loss_types.hpp"
+#include "resrl/base/macros.hpp"
+#include "resrl/types/policy_loss.hpp"
 
 namespace resrl::detail {
 

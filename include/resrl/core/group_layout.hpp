@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "resrl/core/workspace_arena.hpp"
-#include "resrl/grouping_types.hpp"
+#include "resrl/base/workspace_arena.hpp"
+#include "resrl/types/grouping.hpp"
 
 namespace resrl::detail {
 

@@ -7,8 +7,8 @@
 
 #include <cmath>
 
-#include "resrl/core/macros.hpp"
-#include "resrl/policy_loss_types.hpp"
+#include "resrl/base/macros.hpp"
+#include "resrl/types/policy_loss.hpp"
 
 namespace resrl::detail {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "resrl/core/macros.hpp"
+#include "resrl/base/macros.hpp"
 
 namespace resrl::detail {
 

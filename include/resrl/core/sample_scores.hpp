@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "resrl/grouping_types.hpp"
+#include "resrl/types/grouping.hpp"
 
 namespace resrl::detail {
 

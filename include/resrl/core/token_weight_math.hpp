@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "resrl/core/macros.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/base/macros.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::detail {
 

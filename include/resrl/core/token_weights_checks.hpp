@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "resrl/core/group_layout.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::detail {
 

@@ -5,11 +5,11 @@
 #include <limits>
 #include <vector>
 
-#include "resrl/advantages_types.hpp"
+#include "resrl/types/advantages.hpp"
 #include "resrl/core/group_layout.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"
-#include "resrl/executor.hpp"
+#include "resrl/base/executor.hpp"
 
 namespace resrl::cpu {
 

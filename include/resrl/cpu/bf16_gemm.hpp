@@ -21,7 +21,7 @@
 #include <cstring>
 
 #include "resrl/cpu/parallel.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 #if !defined(RESRL_DISABLE_BF16_GEMM) && defined(__x86_64__) && \
     (defined(__clang__) ? (__clang_major__ >= 9) : (defined(__GNUC__) && __GNUC__ >= 10))

@@ -9,7 +9,7 @@
 
 #include <Eigen/Core>
 
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::cpu::detail {
 

@@ -8,8 +8,8 @@
 #include <mutex>
 #include <utility>
 
-#include "resrl/executor.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/executor.hpp"
+#include "resrl/base/views.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>

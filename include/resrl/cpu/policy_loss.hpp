@@ -7,8 +7,8 @@
 
 #include "resrl/core/aggregation.hpp"
 #include "resrl/core/policy_loss_math.hpp"
-#include "resrl/executor.hpp"
-#include "resrl/policy_loss_types.hpp"
+#include "resrl/base/executor.hpp"
+#include "resrl/types/policy_loss.hpp"
 
 namespace resrl::cpu {
 namespace detail {

@@ -15,7 +15,7 @@
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weight_math.hpp"
 #include "resrl/core/token_weights_checks.hpp"
-#include "resrl/core/workspace_arena.hpp"
+#include "resrl/base/workspace_arena.hpp"
 #include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/cpu/blocked_gemm.hpp"
 #include "resrl/cpu/layer_norm.hpp"
@@ -23,8 +23,8 @@
 #include "resrl/cpu/quantile.hpp"
 #include "resrl/cpu/subspace_exact.hpp"
 #include "resrl/cpu/subspace_randomized.hpp"
-#include "resrl/executor.hpp"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/base/executor.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::cpu {
 namespace detail {

@@ -3,7 +3,7 @@
 // never do.
 #pragma once
 
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl::cpu::tuning {
 

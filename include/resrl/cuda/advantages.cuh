@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "resrl/advantages_types.hpp"
+#include "resrl/types/advantages.hpp"
 #include "resrl/core/token_weights_checks.hpp"
 #include "resrl/cuda/group_plan.cuh"
 #include "resrl/cuda/kernels/elementwise.cuh"

@@ -7,7 +7,7 @@
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
-#include "resrl/core/error.hpp"
+#include "resrl/base/error.hpp"
 
 namespace resrl {
 

@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "resrl/cuda/error.cuh"
-#include "resrl/executor.hpp"
+#include "resrl/base/executor.hpp"
 
 namespace resrl {
 

@@ -8,9 +8,9 @@
 
 #include <cstdint>
 
-#include "resrl/core/error.hpp"
-#include "resrl/core/macros.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/error.hpp"
+#include "resrl/base/macros.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl::cuda {
 

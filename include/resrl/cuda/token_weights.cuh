@@ -37,7 +37,7 @@
 #include <cub/device/device_segmented_radix_sort.cuh>
 
 #include "resrl/core/token_weights_checks.hpp"
-#include "resrl/core/workspace_arena.hpp"
+#include "resrl/base/workspace_arena.hpp"
 #include "resrl/cuda/executor.cuh"
 #include "resrl/cuda/group_plan.cuh"
 #include "resrl/cuda/kernels/subspace.cuh"
@@ -46,7 +46,7 @@
 #include "resrl/cuda/vendor/cublas.cuh"
 #include "resrl/cuda/vendor/cusolver.cuh"
 #include "resrl/cuda/workspace.cuh"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl {
 namespace cuda::detail {

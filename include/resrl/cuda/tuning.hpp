@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl::cuda::tuning {
 

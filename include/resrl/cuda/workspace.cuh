@@ -4,7 +4,7 @@
 
 #include <cstddef>
 
-#include "resrl/core/workspace_arena.hpp"
+#include "resrl/base/workspace_arena.hpp"
 #include "resrl/cuda/error.cuh"
 #include "resrl/cuda/executor.cuh"
 #include "resrl/cuda/status.hpp"

@@ -11,7 +11,7 @@
 
 #include "resrl/cuda/error.cuh"
 #include "resrl/cuda/status.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl::cuda::detail {
 

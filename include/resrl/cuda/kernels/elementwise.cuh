@@ -6,12 +6,12 @@
 
 #include <cfloat>
 
-#include "resrl/advantages_types.hpp"
+#include "resrl/types/advantages.hpp"
 #include "resrl/core/aggregation.hpp"
 #include "resrl/core/policy_loss_math.hpp"
-#include "resrl/cuda/group_plan.cuh"
+#include "resrl/cuda/device_groups.hpp"
 #include "resrl/cuda/kernels/common.cuh"
-#include "resrl/policy_loss_types.hpp"
+#include "resrl/types/policy_loss.hpp"
 
 namespace resrl::cuda::detail {
 

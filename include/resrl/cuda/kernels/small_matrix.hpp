@@ -11,7 +11,7 @@
 
 #include <cmath>
 
-#include "resrl/core/macros.hpp"
+#include "resrl/base/macros.hpp"
 
 namespace resrl::cuda::detail {
 

@@ -10,9 +10,9 @@
 
 #include "resrl/core/random.hpp"
 #include "resrl/core/token_weight_math.hpp"
-#include "resrl/cuda/group_plan.cuh"
+#include "resrl/cuda/device_groups.hpp"
 #include "resrl/cuda/kernels/common.cuh"
-#include "resrl/token_weights_types.hpp"
+#include "resrl/types/token_weights.hpp"
 
 namespace resrl::cuda::detail {
 

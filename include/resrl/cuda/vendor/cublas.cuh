@@ -6,7 +6,7 @@
 #include <climits>
 
 #include "resrl/cuda/error.cuh"
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl::cuda::vendor {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "resrl/core/error.hpp"
+#include "resrl/base/error.hpp"
 
 namespace resrl::detail {
 

@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "resrl/core/error.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/error.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl {
 

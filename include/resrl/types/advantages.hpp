@@ -1,7 +1,7 @@
 // Settings of the advantage computations (spec §4, §5).
 #pragma once
 
-#include "resrl/core/error.hpp"
+#include "resrl/base/error.hpp"
 
 namespace resrl {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "resrl/core/error.hpp"
-#include "resrl/core/macros.hpp"
+#include "resrl/base/error.hpp"
+#include "resrl/base/macros.hpp"
 
 namespace resrl {
 

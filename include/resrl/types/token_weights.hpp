@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "resrl/core/error.hpp"
-#include "resrl/grouping_types.hpp"
-#include "resrl/views.hpp"
+#include "resrl/base/error.hpp"
+#include "resrl/types/grouping.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl {
 

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "resrl/views.hpp"
+#include "resrl/base/views.hpp"
 
 namespace resrl {
 
