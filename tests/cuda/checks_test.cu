@@ -2,9 +2,9 @@
 // touches the GPU (no launch, no CUDA call): this runs without a device.
 #include <catch2/catch.hpp>
 
-#include "resrl/cuda/advantages.cuh"
-#include "resrl/cuda/policy_loss.cuh"
-#include "resrl/cuda/token_weights.cuh"
+#include "resrl/advantages.cuh"
+#include "resrl/policy_loss.cuh"
+#include "resrl/token_weights.cuh"
 
 namespace {
 

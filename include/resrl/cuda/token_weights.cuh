@@ -1,27 +1,14 @@
-// ResRL token weights on the GPU (spec §3): the same call as the host
-// backend, selected by a cuda_executor, on device-resident inputs.
-//
-//   token_weights_workspace_size(exec, in, params)   bytes of workspace
-//   token_weights_async(exec, plan, in, params, out, ws)
-//       stream-ordered, no allocation, no host synchronisation, no copy from
-//       the device: can be captured in a CUDA graph. `plan` holds the group
-//       layout on the device (cuda::make_group_plan).
-//   token_weights_async(exec, in, params, out, ws)
-//       the same, uploading the layout of id groups with cudaMemcpyAsync from
-//       pageable memory: NOT capturable with id grouping (rollout_n grouping
-//       uploads nothing and is capturable).
-//   token_weights(exec, in, params, out[, ws])
-//       synchronous: allocates on the stream when ws is empty, waits, and
-//       throws what the host backend would (non_finite_input, ...).
+// The token-weight call of the CUDA backend (spec §3): its argument checks
+// and run_token_weights, which launches the work of one call on the
+// workspace. The work itself: token_weights_plan.cuh (launch shape, buffers)
+// and token_weights_steps.cuh (the solver steps). The public calls are in
+// resrl/token_weights.cuh.
 //
 // Errors found on the device (NaN/Inf scores or hidden states, a solver
-// failure) are recorded in the device_status at cuda::status_of(ws); after
-// an async call, cuda::check_status(exec, ws) waits and throws them. A group
-// with a non-finite hidden state or a failed solve keeps weight 1 (never
-// NaN). Shape, stride and setting errors throw before anything is launched.
-//
-// The work itself: token_weights_plan.cuh (shapes, workspace) and
-// token_weights_steps.cuh (the solver steps).
+// failure) are recorded in the device_status at cuda::status_of(ws). A
+// group with a non-finite hidden state or a failed solve keeps weight 1
+// (never NaN). Shape, stride and setting errors throw before anything is
+// launched.
 #pragma once
 
 #include <type_traits>
@@ -35,8 +22,7 @@
 #include "resrl/cuda/workspace.cuh"
 #include "resrl/types/token_weights.hpp"
 
-namespace resrl {
-namespace cuda::detail {
+namespace resrl::cuda::detail {
 
 template <class Hidden, class Mask>
 void check_pointers(const cuda_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
@@ -73,24 +59,18 @@ tw_shape shape_of(const token_weight_inputs<Hidden, Mask>& in, const token_weigh
 /// The call itself, on a layout already on the device or (`upload`, host
 /// packed layout) to be copied into the workspace.
 template <class Hidden, class Mask>
-void run_token_weights(const cuda_executor& exec, device_groups groups, const detail::packed_layout* upload,
+void run_token_weights(const cuda_executor& exec, device_groups groups, const packed_layout* upload,
                        const token_weight_inputs<Hidden, Mask>& in, const token_weight_params& p,
                        const token_weight_outputs& out, workspace_view ws) {
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
   ::resrl::detail::check_token_weight_outputs(out, B, T);
   ::resrl::detail::check_diagnostics_capacity(out, groups.count);
-  RESRL_EXPECTS(ws.data != nullptr, "token_weights_async needs a workspace of token_weights_workspace_size bytes");
+  auto arena = workspace_arena_of(ws, "token_weights");
   const tw_shape s = shape_of(in, p, groups.count, groups.max_size);
   const handle_scope scope(exec);
   check_pointers(exec, in, out);
-  const library_sizes sizes = query_library_sizes(exec, s);
-  auto arena = ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
-  const tw_buffers b = carve(arena, s, sizes);
-  if (upload) {
-    RESRL_CUDA_CHECK(cudaMemcpyAsync(b.layout, upload->data.data(), upload->data.size() * sizeof(std::int64_t),
-                                     cudaMemcpyHostToDevice, exec.stream));
-    groups = detail::packed_view(b.layout, B, upload->count, upload->max_size);
-  }
+  const tw_buffers b = carve(arena, s, query_library_sizes(exec, s));
+  groups = upload_layout(exec.stream, groups, upload, b.layout);
   const tw_context c{exec.stream, exec.cublas, exec.cusolver, s, b, groups};
 
   reset_status(exec.stream, b.status, B, T, status_call::token_weights, in.scores.per_token.present());
@@ -127,76 +107,20 @@ void run_token_weights(const cuda_executor& exec, device_groups groups, const de
   RESRL_CUDA_CHECK_LAUNCH("finalize_groups_kernel");
 }
 
-}  // namespace cuda::detail
-
-/// Bytes of workspace token_weights_async needs for these inputs and
-/// settings (reads the host group ids; queries cuBLAS-independent sizes of
-/// CUB and, for the exact solver, cuSOLVER on exec's device).
+/// Bytes of workspace of a token-weight call with these inputs and settings
+/// (reads the host group ids; queries CUB and, for the exact solver,
+/// cuSOLVER on exec's device).
 template <class Hidden, class Mask>
-std::size_t token_weights_workspace_size(const cuda_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
-                                         const token_weight_params& params = {}) {
-  cuda::detail::check_call(in, params);
-  cuda::detail::check_executor(exec);
+std::size_t token_weights_workspace_bytes(const cuda_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
+                                          const token_weight_params& params) {
+  check_call(in, params);
+  check_executor(exec);
   const index_t B = in.hidden.batch;
-  const index_t groups = ::resrl::detail::count_groups(in.groups, B);
-  const auto s = cuda::detail::shape_of(in, params, groups, ::resrl::detail::max_group_size(in.groups, B));
-  const cuda::detail::handle_scope scope(exec);
-  ::resrl::detail::workspace_arena measure;
-  cuda::detail::carve(measure, s, cuda::detail::query_library_sizes(exec, s));
-  return ::resrl::detail::workspace_arena::padded(measure.used());
+  const tw_shape s = shape_of(in, params, ::resrl::detail::count_groups(in.groups, B),
+                              ::resrl::detail::max_group_size(in.groups, B));
+  const handle_scope scope(exec);
+  const library_sizes sizes = query_library_sizes(exec, s);
+  return workspace_bytes([&](workspace_arena& a) { carve(a, s, sizes); });
 }
 
-/// Token weights on exec.stream with the group layout of `plan` (built for
-/// in.groups over B samples). Capturable in a CUDA graph: no allocation, no
-/// synchronisation, no transfer (the randomized solver; the exact solver
-/// calls cuSOLVER, whose capture support this library does not promise).
-template <class Hidden, class Mask>
-void token_weights_async(const cuda_executor& exec, const cuda::group_plan& plan,
-                         const token_weight_inputs<Hidden, Mask>& in, const token_weight_params& params,
-                         const token_weight_outputs& out, workspace_view ws) {
-  cuda::detail::check_call(in, params);
-  plan.check_matches(in.groups, in.hidden.batch);
-  cuda::detail::run_token_weights(exec, plan.view(), nullptr, in, params, out, ws);
-}
-
-/// Token weights on exec.stream. With group ids the layout is built on the
-/// host and uploaded into the workspace with cudaMemcpyAsync (not
-/// capturable: use the overload with a cuda::group_plan there).
-template <class Hidden, class Mask>
-void token_weights_async(const cuda_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
-                         const token_weight_params& params, const token_weight_outputs& out, workspace_view ws) {
-  cuda::detail::check_call(in, params);
-  const index_t B = in.hidden.batch;
-  if (!in.groups.ids.present()) {
-    const auto view = B == 0 ? cuda::device_groups{} : cuda::detail::rollout_view(B, in.groups.rollout_n);
-    cuda::detail::run_token_weights(exec, view, nullptr, in, params, out, ws);
-    return;
-  }
-  const cuda::detail::packed_layout packed = cuda::detail::pack_group_layout(in.groups, B);
-  cuda::device_groups view;
-  view.count = packed.count;
-  view.batch = B;
-  view.max_size = packed.max_size;
-  cuda::detail::run_token_weights(exec, view, &packed, in, params, out, ws);
-}
-
-/// Synchronous token weights: allocates the workspace on the stream when
-/// `ws` is empty, waits for the result and throws what the host backend
-/// would (non_finite_input naming sample and token, numerical_error naming
-/// the group).
-template <class Hidden, class Mask>
-void token_weights(const cuda_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
-                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
-  if (ws.data != nullptr) {
-    token_weights_async(exec, in, params, out, ws);
-    cuda::check_status(exec, ws);
-    return;
-  }
-  cuda::detail::check_call(in, params);
-  ::resrl::detail::check_token_weight_outputs(out, in.hidden.batch, in.hidden.tokens);
-  const cuda::detail::stream_buffer owned(token_weights_workspace_size(exec, in, params), exec.stream);
-  token_weights_async(exec, in, params, out, owned.view());
-  cuda::check_status(exec, owned.view());
-}
-
-}  // namespace resrl
+}  // namespace resrl::cuda::detail
