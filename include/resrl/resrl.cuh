@@ -13,5 +13,7 @@ RESRL_CUDA_END_HOST_HEADERS
 #include "resrl/advantages.cuh"
 #include "resrl/cuda/executor.cuh"
 #include "resrl/cuda/group_plan.cuh"
+#include "resrl/metrics.cuh"
 #include "resrl/policy_loss.cuh"
+#include "resrl/rewards.cuh"
 #include "resrl/token_weights.cuh"
