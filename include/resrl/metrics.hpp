@@ -1,114 +1,69 @@
-// Evaluation metrics of the paper (spec §8) and run diagnostics (spec §9).
+// Evaluation metrics of the paper (spec §8) and run diagnostics (spec §9) on
+// the host. The batch metrics have the call shape of every executor (size
+// query, call, `_async` writing its result through a pointer).
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <string>
 
-#include "resrl/core/sample_scores.hpp"
-#include "resrl/core/token_weights_checks.hpp"  // check_scores
+#include "resrl/base/executor.hpp"
+#include "resrl/core/pass_at_k.hpp"
+#include "resrl/cpu/metrics.hpp"
+#include "resrl/types/metrics.hpp"
 #include "resrl/types/token_weights.hpp"
 
 namespace resrl {
 
-/// Unbiased Pass@k from n samples with c correct: 1 - C(n - c, k) / C(n, k),
-/// evaluated in log space as the shorter of the products
-/// prod_{i = n-c+1}^{n} (1 - k / i) and prod_{j < k} (1 - c / (n - j)):
-/// O(min(c, k)) terms.
-inline double pass_at_k(std::int64_t n, std::int64_t c, std::int64_t k) {
-  RESRL_EXPECTS(n >= 1, "pass_at_k: n must be >= 1, got ", n);
-  RESRL_EXPECTS(c >= 0 && c <= n, "pass_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
-  RESRL_EXPECTS(k >= 1 && k <= n, "pass_at_k: k must be in [1, n] = [1, ", n, "], got ", k);
-  if (n - c < k) return 1.0;
-  double log_fail = 0.0;  // log C(n - c, k) / C(n, k)
-  if (c <= k) {
-    for (std::int64_t i = n - c + 1; i <= n; ++i) log_fail += std::log1p(-static_cast<double>(k) / static_cast<double>(i));
-  } else {
-    for (std::int64_t j = 0; j < k; ++j) log_fail += std::log1p(-static_cast<double>(c) / static_cast<double>(n - j));
-  }
-  return -std::expm1(log_fail);
-}
-
-/// Avg@k: mean accuracy over the n samples of one problem.
-inline double avg_at_k(std::int64_t n, std::int64_t c) {
-  RESRL_EXPECTS(n >= 1, "avg_at_k: n must be >= 1, got ", n);
-  RESRL_EXPECTS(c >= 0 && c <= n, "avg_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
-  return static_cast<double>(c) / static_cast<double>(n);
+/// Workspace bytes of mean_pass_at_k on the host: none.
+inline std::size_t mean_pass_at_k_workspace_size(const host_executor&, const vector_view<const std::int64_t>&,
+                                                 const vector_view<const std::int64_t>&, std::int64_t) {
+  return 0;
 }
 
 /// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
-inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
-                             const vector_view<const std::int64_t>& correct, std::int64_t k) {
-  detail::check_vector(samples, "samples", samples.size);
-  detail::check_vector(correct, "correct", samples.size);
-  RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
-  double sum = 0.0;
-  for (index_t i = 0; i < samples.size; ++i) {
-    try {
-      sum += pass_at_k(samples[i], correct[i], k);
-    } catch (const invalid_argument& e) {  // say which problem
-      detail::raise("mean_pass_at_k: problem ", i, ": ", std::string(e.what()).substr(std::strlen("resrl: ")));
-    }
-  }
-  return sum / static_cast<double>(samples.size);
+inline double mean_pass_at_k(const host_executor& exec, const vector_view<const std::int64_t>& samples,
+                             const vector_view<const std::int64_t>& correct, std::int64_t k, workspace_view = {}) {
+  return cpu::mean_pass_at_k(exec, samples, correct, k);
+}
+
+/// Writes the mean to *result (host memory).
+inline void mean_pass_at_k_async(const host_executor& exec, const vector_view<const std::int64_t>& samples,
+                                 const vector_view<const std::int64_t>& correct, std::int64_t k, double* result,
+                                 workspace_view ws = {}) {
+  RESRL_EXPECTS(result != nullptr, "mean_pass_at_k_async: result is null");
+  *result = mean_pass_at_k(exec, samples, correct, k, ws);
+}
+
+/// Workspace bytes of positive_likelihood_displacement on the host: none.
+template <class Real, class Mask>
+std::size_t positive_likelihood_displacement_workspace_size(const host_executor&, const matrix_view<const Real>&,
+                                                            const matrix_view<const Real>&,
+                                                            const matrix_view<const Mask>&, const sample_scores&) {
+  return 0;
 }
 
 /// Lazy Likelihood Displacement monitor: how the summed log-likelihood of
-/// positive responses moved between the old and the current policy.
-struct likelihood_displacement {
-  double mean_change = 0.0;         ///< mean over positive samples of sum_t (logp - old_logp)
-  double fraction_decreased = 0.0;  ///< positive samples whose likelihood fell
-  std::int64_t positive_samples = 0;
-};
-
+/// the positive responses moved between the old and the current policy.
 template <class Real, class Mask>
-likelihood_displacement positive_likelihood_displacement(const matrix_view<const Real>& logp,
+likelihood_displacement positive_likelihood_displacement(const host_executor& exec,
+                                                         const matrix_view<const Real>& logp,
                                                          const matrix_view<const Real>& old_logp,
                                                          const matrix_view<const Mask>& mask,
-                                                         const sample_scores& scores) {
-  const index_t B = logp.rows, T = logp.cols;
-  detail::check_matrix(logp, "logp", B, T);
-  detail::check_matrix(old_logp, "old_logp", B, T);
-  detail::check_matrix(mask, "response_mask", B, T);
-  detail::check_scores(scores, B, T);
-  likelihood_displacement r;
-  double decreased = 0.0;
-  for (index_t b = 0; b < B; ++b) {
-    if (!(detail::sample_total(scores, mask, b) > 0.0)) continue;
-    double change = 0.0;
-    for (index_t t = 0; t < T; ++t) {
-      if (mask(b, t) == Mask(0)) continue;
-      const double d = static_cast<double>(logp(b, t)) - static_cast<double>(old_logp(b, t));
-      if (!std::isfinite(d))
-        detail::raise<non_finite_input>("logp - old_logp at [", b, ", ", t, "] is ", d, " (values must be finite)");
-      change += d;
-    }
-    ++r.positive_samples;
-    r.mean_change += change;
-    decreased += change < 0.0 ? 1.0 : 0.0;
-  }
-  if (r.positive_samples > 0) {
-    r.mean_change /= static_cast<double>(r.positive_samples);
-    r.fraction_decreased = decreased / static_cast<double>(r.positive_samples);
-  }
-  return r;
+                                                         const sample_scores& scores, workspace_view = {}) {
+  return cpu::positive_likelihood_displacement(exec, logp, old_logp, mask, scores);
 }
 
-/// Batch view of the per-group diagnostics of a token-weight call.
-struct token_weight_summary {
-  std::int64_t groups = 0;
-  std::int64_t weighted_groups = 0;      ///< groups not skipped
-  std::int64_t positive_samples = 0;
-  std::int64_t negative_samples = 0;
-  double positive_sample_ratio = 0.0;    ///< positive / all samples
-  std::int64_t weighted_tokens = 0;      ///< negative tokens of weighted groups
-  double mean_weight = 1.0;              ///< over those tokens
-  float min_weight = 1.0f;
-  float max_weight = 1.0f;
-};
+/// Writes the result to *result (host memory).
+template <class Real, class Mask>
+void positive_likelihood_displacement_async(const host_executor& exec, const matrix_view<const Real>& logp,
+                                            const matrix_view<const Real>& old_logp,
+                                            const matrix_view<const Mask>& mask, const sample_scores& scores,
+                                            likelihood_displacement* result, workspace_view ws = {}) {
+  RESRL_EXPECTS(result != nullptr, "positive_likelihood_displacement_async: result is null");
+  *result = positive_likelihood_displacement(exec, logp, old_logp, mask, scores, ws);
+}
 
+/// The batch totals of the per-group diagnostics of a token-weight call.
 inline token_weight_summary summarize(const group_diagnostics* groups, index_t count) {
   RESRL_EXPECTS(count >= 0, "summarize: negative group count ", count);
   RESRL_EXPECTS(groups != nullptr || count == 0, "summarize: null diagnostics for ", count, " groups");

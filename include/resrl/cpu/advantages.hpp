@@ -10,29 +10,68 @@
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"
 #include "resrl/base/executor.hpp"
+#include "resrl/cpu/entry_points.hpp"
 
 namespace resrl::cpu {
+namespace detail {
+
+/// The buffers of one grpo_advantages call, carved from its workspace.
+struct grpo_buffers {
+  ::resrl::detail::group_layout layout;
+  double* totals = nullptr;     // B: outcome score of each sample
+  double* advantage = nullptr;  // B: its advantage
+};
+
+inline grpo_buffers carve_grpo(::resrl::detail::workspace_arena& arena, const grouping& groups, index_t batch) {
+  grpo_buffers b;
+  b.layout = ::resrl::detail::build_group_layout(groups, batch, arena);
+  b.totals = arena.take<double>(static_cast<std::size_t>(batch));
+  b.advantage = arena.take<double>(static_cast<std::size_t>(batch));
+  return b;
+}
 
 template <class Mask>
-void grpo_advantages(const host_executor&, const sample_scores& scores, const matrix_view<const Mask>& mask,
-                     const grouping& groups, const grpo_params& p, const matrix_view<float>& out) {
+void check_grpo(const sample_scores& scores, const matrix_view<const Mask>& mask, const grouping& groups,
+                const grpo_params& p) {
   validate(p);
-  const index_t B = mask.rows, T = mask.cols;
-  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
-  ::resrl::detail::check_scores(scores, B, T);
-  ::resrl::detail::check_grouping(groups, B);
-  ::resrl::detail::check_output_matrix(out, "advantages", B, T);
+  ::resrl::detail::check_matrix(mask, "response_mask", mask.rows, mask.cols);
+  ::resrl::detail::check_scores(scores, mask.rows, mask.cols);
+  ::resrl::detail::check_grouping(groups, mask.rows);
+}
 
-  std::vector<double> s(static_cast<std::size_t>(B));
-  for (index_t b = 0; b < B; ++b) s[static_cast<std::size_t>(b)] = ::resrl::detail::sample_total(scores, mask, b);
+}  // namespace detail
+
+template <class Mask>
+std::size_t grpo_advantages_workspace_size(const host_executor&, const sample_scores& scores,
+                                           const matrix_view<const Mask>& mask, const grouping& groups,
+                                           const grpo_params& p) {
+  detail::check_grpo(scores, mask, groups, p);
   ::resrl::detail::workspace_arena measure;
-  ::resrl::detail::build_group_layout(groups, B, measure);
-  std::vector<std::byte> buffer(::resrl::detail::workspace_arena::padded(measure.used()));
-  auto arena = ::resrl::detail::make_aligned_arena(buffer.data(), buffer.size());
-  const auto layout = ::resrl::detail::build_group_layout(groups, B, arena);
+  detail::carve_grpo(measure, groups, mask.rows);
+  return ::resrl::detail::workspace_arena::padded(measure.used());
+}
 
-  std::vector<double> advantage(static_cast<std::size_t>(B), 0.0);
-  const auto score = [&](index_t i) { return s[static_cast<std::size_t>(layout.members[i])]; };
+template <class Mask>
+void grpo_advantages(const host_executor& exec, const sample_scores& scores, const matrix_view<const Mask>& mask,
+                     const grouping& groups, const grpo_params& p, const matrix_view<float>& out, workspace_view ws) {
+  detail::check_grpo(scores, mask, groups, p);
+  const index_t B = mask.rows, T = mask.cols;
+  ::resrl::detail::check_output_matrix(out, "advantages", B, T);
+  if (ws.data == nullptr) {
+    std::vector<std::byte> owned(cpu::grpo_advantages_workspace_size(exec, scores, mask, groups, p));
+    cpu::grpo_advantages(exec, scores, mask, groups, p, out, workspace_view{owned.data(), owned.size()});
+    return;
+  }
+  auto arena = ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
+  const detail::grpo_buffers buffers = detail::carve_grpo(arena, groups, B);
+  const auto& layout = buffers.layout;
+  double* const s = buffers.totals;
+  double* const advantage = buffers.advantage;
+  for (index_t b = 0; b < B; ++b) {
+    s[b] = ::resrl::detail::sample_total(scores, mask, b);
+    advantage[b] = 0.0;
+  }
+  const auto score = [&](index_t i) { return s[layout.members[i]]; };
   for (index_t g = 0; g < layout.count; ++g) {
     const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
     // Moments of the scores shifted by the first one: equal scores give
@@ -48,7 +87,7 @@ void grpo_advantages(const host_executor&, const sample_scores& scores, const ma
     }
     const double denominator = p.normalize_by_std ? std_dev + p.epsilon : 1.0;
     for (index_t i = begin; i < end; ++i) {
-      const auto b = static_cast<std::size_t>(layout.members[i]);
+      const index_t b = layout.members[i];
       const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;  // 0: equal scores, eps 0
       if (!(std::abs(a) <= std::numeric_limits<float>::max()))
         ::resrl::detail::raise("advantage of sample ", b, " is ", a, ": beyond the float range (score ", s[b],
@@ -58,7 +97,7 @@ void grpo_advantages(const host_executor&, const sample_scores& scores, const ma
   }
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T; ++t)
-      out(b, t) = mask(b, t) != Mask(0) ? static_cast<float>(advantage[static_cast<std::size_t>(b)]) : 0.0f;
+      out(b, t) = mask(b, t) != Mask(0) ? static_cast<float>(advantage[b]) : 0.0f;
 }
 
 template <class Mask>

@@ -18,6 +18,7 @@
 #include "resrl/base/workspace_arena.hpp"
 #include "resrl/cpu/bf16_gemm.hpp"
 #include "resrl/cpu/blocked_gemm.hpp"
+#include "resrl/cpu/entry_points.hpp"
 #include "resrl/cpu/layer_norm.hpp"
 #include "resrl/cpu/parallel.hpp"
 #include "resrl/cpu/quantile.hpp"
@@ -433,7 +434,7 @@ std::size_t token_weights_workspace_size(const host_executor& exec, const token_
 /// Computes the token weights of one micro-batch (see resrl/token_weights.hpp).
 template <class Hidden, class Mask>
 void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
-                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
+                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws) {
   using C = detail::compute_t<Hidden>;
   validate(params);
   ::resrl::detail::check_token_weight_inputs(in);
