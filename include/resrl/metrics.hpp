@@ -7,12 +7,27 @@
 #include <cstdint>
 
 #include "resrl/base/executor.hpp"
-#include "resrl/core/pass_at_k.hpp"
+#include "resrl/core/metrics.hpp"
 #include "resrl/cpu/metrics.hpp"
 #include "resrl/types/metrics.hpp"
 #include "resrl/types/token_weights.hpp"
 
 namespace resrl {
+
+/// Unbiased Pass@k from n samples with c correct: 1 - C(n - c, k) / C(n, k),
+/// as a product of O(min(c, k)) terms in log space (core/metrics.hpp).
+inline double pass_at_k(std::int64_t n, std::int64_t c, std::int64_t k) {
+  const detail::pass_at_k_fault fault = detail::find_pass_at_k_fault(n, c, k);
+  if (fault != detail::pass_at_k_fault::none) detail::raise(detail::pass_at_k_fault_message(fault, n, c, k));
+  return detail::pass_at_k_of_checked(n, c, k);
+}
+
+/// Avg@k: mean accuracy over the n samples of one problem.
+inline double avg_at_k(std::int64_t n, std::int64_t c) {
+  RESRL_EXPECTS(n >= 1, "avg_at_k: n must be >= 1, got ", n);
+  RESRL_EXPECTS(c >= 0 && c <= n, "avg_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
+  return static_cast<double>(c) / static_cast<double>(n);
+}
 
 /// Workspace bytes of mean_pass_at_k on the host: none.
 inline std::size_t mean_pass_at_k_workspace_size(const host_executor&, const vector_view<const std::int64_t>&,
@@ -63,7 +78,19 @@ void positive_likelihood_displacement_async(const host_executor& exec, const mat
   *result = positive_likelihood_displacement(exec, logp, old_logp, mask, scores, ws);
 }
 
-/// The batch totals of the per-group diagnostics of a token-weight call.
+/// Batch view of the per-group diagnostics of a token-weight call.
+struct token_weight_summary {
+  std::int64_t groups = 0;
+  std::int64_t weighted_groups = 0;      ///< groups not skipped
+  std::int64_t positive_samples = 0;
+  std::int64_t negative_samples = 0;
+  double positive_sample_ratio = 0.0;    ///< positive / all samples
+  std::int64_t weighted_tokens = 0;      ///< negative tokens of weighted groups
+  double mean_weight = 1.0;              ///< over those tokens
+  float min_weight = 1.0f;
+  float max_weight = 1.0f;
+};
+
 inline token_weight_summary summarize(const group_diagnostics* groups, index_t count) {
   RESRL_EXPECTS(count >= 0, "summarize: negative group count ", count);
   RESRL_EXPECTS(groups != nullptr || count == 0, "summarize: null diagnostics for ", count, " groups");

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "resrl/base/executor.hpp"
-#include "resrl/core/length_penalty.hpp"
+#include "resrl/core/rewards.hpp"
 #include "resrl/cpu/rewards.hpp"
 #include "resrl/types/rewards.hpp"
 

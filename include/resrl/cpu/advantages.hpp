@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "resrl/types/advantages.hpp"
+#include "resrl/core/advantages_checks.hpp"
 #include "resrl/core/group_layout.hpp"
 #include "resrl/core/sample_scores.hpp"
-#include "resrl/core/token_weights_checks.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/cpu/entry_points.hpp"
 
@@ -30,22 +30,13 @@ inline grpo_buffers carve_grpo(::resrl::detail::workspace_arena& arena, const gr
   return b;
 }
 
-template <class Mask>
-void check_grpo(const sample_scores& scores, const matrix_view<const Mask>& mask, const grouping& groups,
-                const grpo_params& p) {
-  validate(p);
-  ::resrl::detail::check_matrix(mask, "response_mask", mask.rows, mask.cols);
-  ::resrl::detail::check_scores(scores, mask.rows, mask.cols);
-  ::resrl::detail::check_grouping(groups, mask.rows);
-}
-
 }  // namespace detail
 
 template <class Mask>
 std::size_t grpo_advantages_workspace_size(const host_executor&, const sample_scores& scores,
                                            const matrix_view<const Mask>& mask, const grouping& groups,
                                            const grpo_params& p) {
-  detail::check_grpo(scores, mask, groups, p);
+  ::resrl::detail::check_grpo_inputs(scores, mask, groups, p);
   ::resrl::detail::workspace_arena measure;
   detail::carve_grpo(measure, groups, mask.rows);
   return ::resrl::detail::workspace_arena::padded(measure.used());
@@ -54,7 +45,7 @@ std::size_t grpo_advantages_workspace_size(const host_executor&, const sample_sc
 template <class Mask>
 void grpo_advantages(const host_executor& exec, const sample_scores& scores, const matrix_view<const Mask>& mask,
                      const grouping& groups, const grpo_params& p, const matrix_view<float>& out, workspace_view ws) {
-  detail::check_grpo(scores, mask, groups, p);
+  ::resrl::detail::check_grpo_inputs(scores, mask, groups, p);
   const index_t B = mask.rows, T = mask.cols;
   ::resrl::detail::check_output_matrix(out, "advantages", B, T);
   if (ws.data == nullptr) {
@@ -105,15 +96,8 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
                          const matrix_view<const Mask>& mask, const sample_scores& scores,
                          const matrix_view<const float>& token_weights, const advantage_weighting& p,
                          const matrix_view<float>& out) {
-  validate(p);
+  ::resrl::detail::check_reweight_inputs(advantages, mask, scores, token_weights, p);
   const index_t B = advantages.rows, T = advantages.cols;
-  ::resrl::detail::check_matrix(advantages, "advantages", B, T);
-  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
-  ::resrl::detail::check_scores(scores, B, T);
-  RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B == 0 || T == 0,
-                "advantage_weighting.use_token_weights is set but no token_weights were given");
-  if (p.use_token_weights && token_weights.present())
-    ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
   ::resrl::detail::check_output_matrix(out, "reweighted advantages", B, T);
 
   for (index_t b = 0; b < B; ++b) {

@@ -3,13 +3,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <string>
 
 #include "resrl/base/executor.hpp"
-#include "resrl/core/pass_at_k.hpp"
+#include "resrl/core/metrics.hpp"
 #include "resrl/core/sample_scores.hpp"
-#include "resrl/core/token_weights_checks.hpp"  // check_scores
 #include "resrl/types/metrics.hpp"
 
 namespace resrl::cpu {
@@ -17,16 +14,12 @@ namespace resrl::cpu {
 /// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
 inline double mean_pass_at_k(const host_executor&, const vector_view<const std::int64_t>& samples,
                              const vector_view<const std::int64_t>& correct, std::int64_t k) {
-  ::resrl::detail::check_vector(samples, "samples", samples.size);
-  ::resrl::detail::check_vector(correct, "correct", samples.size);
-  RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
+  ::resrl::detail::check_mean_pass_at_k(samples, correct);
   double sum = 0.0;
   for (index_t i = 0; i < samples.size; ++i) {
-    try {
-      sum += pass_at_k(samples[i], correct[i], k);
-    } catch (const invalid_argument& e) {  // say which problem
-      ::resrl::detail::raise("mean_pass_at_k: problem ", i, ": ", std::string(e.what()).substr(std::strlen("resrl: ")));
-    }
+    const ::resrl::detail::pass_at_k_fault fault = ::resrl::detail::find_pass_at_k_fault(samples[i], correct[i], k);
+    if (fault != ::resrl::detail::pass_at_k_fault::none) ::resrl::detail::raise_mean_pass_at_k_fault(i, fault, samples[i], correct[i], k);
+    sum += ::resrl::detail::pass_at_k_of_checked(samples[i], correct[i], k);
   }
   return sum / static_cast<double>(samples.size);
 }
@@ -36,11 +29,8 @@ likelihood_displacement positive_likelihood_displacement(const host_executor&, c
                                                          const matrix_view<const Real>& old_logp,
                                                          const matrix_view<const Mask>& mask,
                                                          const sample_scores& scores) {
+  ::resrl::detail::check_likelihood_displacement(logp, old_logp, mask, scores);
   const index_t B = logp.rows, T = logp.cols;
-  ::resrl::detail::check_matrix(logp, "logp", B, T);
-  ::resrl::detail::check_matrix(old_logp, "old_logp", B, T);
-  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
-  ::resrl::detail::check_scores(scores, B, T);
   likelihood_displacement r;
   double decreased = 0.0;
   for (index_t b = 0; b < B; ++b) {
@@ -49,8 +39,7 @@ likelihood_displacement positive_likelihood_displacement(const host_executor&, c
     for (index_t t = 0; t < T; ++t) {
       if (mask(b, t) == Mask(0)) continue;
       const double d = static_cast<double>(logp(b, t)) - static_cast<double>(old_logp(b, t));
-      if (!std::isfinite(d))
-        ::resrl::detail::raise<non_finite_input>("logp - old_logp at [", b, ", ", t, "] is ", d, " (values must be finite)");
+      if (!std::isfinite(d)) ::resrl::detail::raise_non_finite_displacement(b, t, d);
       change += d;
     }
     ++r.positive_samples;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "resrl/core/aggregation.hpp"
+#include "resrl/core/policy_loss_checks.hpp"
 #include "resrl/core/policy_loss_math.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/base/workspace_arena.hpp"
@@ -41,22 +42,9 @@ template <class Real, class Mask>
 policy_loss_result policy_loss(const host_executor& exec, const policy_loss_inputs<Real, Mask>& in,
                                const policy_loss_params& p, const policy_loss_gradients<Real>& grad,
                                workspace_view ws) {
-  using ::resrl::detail::check_matrix;
-  using ::resrl::detail::check_output_matrix;
-  validate(p);
+  ::resrl::detail::check_policy_loss_inputs(in, p);
   const index_t B = in.logp.rows, T = in.logp.cols;
-  check_matrix(in.logp, "logp", B, T);
-  check_matrix(in.old_logp, "old_logp", B, T);
-  check_matrix(in.advantages, "advantages", B, T);
-  check_matrix(in.response_mask, "response_mask", B, T);
-  if (in.entropy.present()) check_matrix(in.entropy, "entropy", B, T);
-  if (in.ref_logp.present()) check_matrix(in.ref_logp, "ref_logp", B, T);
-  RESRL_EXPECTS(p.entropy_coeff == 0.0 || in.entropy.present(), "policy_loss_params.entropy_coeff is ",
-                p.entropy_coeff, " but no entropy input was given");
-  RESRL_EXPECTS(p.kl_coeff == 0.0 || in.ref_logp.present(), "policy_loss_params.kl_coeff is ", p.kl_coeff,
-                " but no ref_logp input was given");
-  if (grad.dlogp.present()) check_output_matrix(grad.dlogp, "gradients.dlogp", B, T);
-  if (grad.dentropy.present()) check_output_matrix(grad.dentropy, "gradients.dentropy", B, T);
+  ::resrl::detail::check_policy_loss_gradients(grad, B, T);
 
   if (ws.data == nullptr) {
     std::vector<std::byte> owned(cpu::policy_loss_workspace_size(exec, in));

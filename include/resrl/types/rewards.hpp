@@ -1,4 +1,5 @@
-// Settings of the length-scaled outcome reward (spec §7).
+// Settings of the length-scaled outcome reward (spec §7). Shared by every
+// backend.
 #pragma once
 
 #include "resrl/base/error.hpp"
