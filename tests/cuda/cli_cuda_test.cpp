@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
-#include <cuda_runtime_api.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -14,16 +13,12 @@
 #include <string>
 
 #include "cpu_backend.hpp"
+#include "device_gate.hpp"
 #include "npy.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have_device() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 struct run_result {
   int status;
@@ -76,7 +71,10 @@ TEST_CASE("cli: token-weights --device cuda", "[cuda][cli]") {
   write(f("G.npy"), dtype::i8, {b.B}, b.group_ids.data());
   const std::string common = "token-weights --hidden " + f("H.npy") + " --mask " + f("M.npy") + " --scores " +
                              f("S.npy") + " --groups " + f("G.npy") + " --rank 4 --solver exact";
-  if (!have_device()) {
+  const cuda_test::gate_decision gate = cuda_test::query_gate();
+  INFO(gate.why);
+  REQUIRE(gate.what != cuda_test::gate::fail);  // a device that is there but unusable is not "no device"
+  if (gate.what == cuda_test::gate::skip) {
     const run_result r = run_cli(f.dir, common + " --device cuda --out " + f("W.npy"));
     CHECK(r.status == 2);
     CHECK(r.err == "resrl token-weights: no CUDA device available\n");
