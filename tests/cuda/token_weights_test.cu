@@ -185,6 +185,45 @@ TEST_CASE("gpu token weights: per-token scores (NaN where masked) and excluded t
   compare(gpu_token_weights(g, c, p), cpu_token_weights(c, p), c, p, {true, true});
 }
 
+TEST_CASE("gpu token weights: finite rows near FLT_MAX are normalised as on the CPU", "[cuda][token_weights][huge]") {
+  // Unscaled, such rows overflow x - mean in fp32 or make 1 / std
+  // subnormal; the CPU rescales them by max|x| (cpu/layer_norm.hpp).
+  const gpu g;
+  batch_config cfg;
+  cfg.groups = 2;
+  cfg.responses = 4;
+  cfg.tokens = 24;
+  cfg.features = 40;
+  cfg.shared_rank = 4;
+  cfg.min_length_fraction = 1.0;
+  cfg.seed = 41;
+  batch b = make_batch(cfg);
+  const auto row = [&](std::int64_t s, std::int64_t t) { return b.hidden.begin() + (s * b.T + t) * b.H; };
+  for (std::int64_t s = 0; s < b.B; ++s) {
+    // Positive and negative tokens: the same direction at about 3e38 (and at 2^64, the threshold).
+    for (std::int64_t t : {0, 5}) {
+      const float peak = *std::max_element(row(s, t), row(s, t) + b.H, [](float u, float v) { return std::abs(u) < std::abs(v); });
+      const float target = t == 0 ? 3.0e38f : 0x1p64f;
+      for (auto it = row(s, t); it != row(s, t) + b.H; ++it) *it *= target / std::abs(peak);
+    }
+    // x - mean = 2 x 3e38 overflows fp32: one channel up, the others down.
+    std::fill(row(s, 7), row(s, 7) + b.H, -3.0e38f);
+    *row(s, 7) = 3.0e38f;
+    std::fill(row(s, 9), row(s, 9) + b.H, 1.0e38f);  // constant: normalises to 0
+  }
+  for (dtype type : {dtype::f32, dtype::bf16}) {
+    INFO(name(type));
+    const host_hidden x = make_hidden(b, type, 1, 2);
+    const host_call c{&x, b.mask.data(), b.scores.data(), false, b.group_ids.data(), 0, nullptr};
+    resrl::token_weight_params p;
+    p.rank = 4;
+    p.solver = resrl::subspace_solver::exact;
+    const result want = cpu_token_weights(c, p), got = gpu_token_weights(g, c, p);
+    for (const auto& d : want.groups) CHECK(d.skipped == resrl::skip_reason::none);
+    compare(got, want, c, p, {true, true});
+  }
+}
+
 TEST_CASE("gpu token weights: several staging chunks and subsampling above 4096 tokens", "[cuda][token_weights][chunks]") {
   // This binary's staging budget is 512 KiB (tests/cuda/CMakeLists.txt):
   // 4096 rows of H = 32 in fp32, 2048 in double. 2 positives x 3000 tokens:
