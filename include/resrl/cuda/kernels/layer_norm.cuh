@@ -49,7 +49,8 @@ struct stats_rows {
 
 /// One warp per listed token of a weighted group: mean and 1 / sqrt(var +
 /// eps) over its H features (biased variance), in double. A NaN/Inf is
-/// recorded (smallest b * T + t) and fails the group.
+/// recorded (first in the host backend's reading order, see hidden_key) and
+/// fails the group.
 template <class Hidden>
 __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state* states, index_t group_count,
                                  stats_rows rows, device_status* status) {
@@ -85,7 +86,7 @@ __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state*
     if (is_finite(mean) && is_finite(var)) {
       out = finite_row_stats(mean, var, peak);
     } else if (lane == 0) {
-      record_min(&status->hidden, static_cast<unsigned long long>(token));
+      record_min(&status->hidden, hidden_key(g, !is_positive, token));
       atomicOr(&states[g].failed, failed_non_finite);
     }
     if (lane == 0) (is_positive ? rows.positive_stats : rows.negative_stats)[s.segment + i] = out;
