@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu_support.cuh"
+#include "resrl/cuda/advantages.cuh"
 
 using namespace cuda_test;
 
@@ -432,9 +433,23 @@ TEST_CASE("empty and degenerate batches: B = 0, T = 0, no weighted group", "[cud
   CHECK(got.weights == want.weights);
   REQUIRE(got.groups.size() == 2);
   CHECK(got.groups[0].skipped == want.groups[0].skipped);
-  // B = 0.
+  // B = 0, with any grouping: nothing to do on every path (plan or not, sync or async).
   resrl::token_weight_inputs<float, float> in;
-  in.groups = resrl::grouping::by_rollout(4);
   in.scores = resrl::sample_scores::of_samples(nullptr, 0);
-  CHECK_NOTHROW(resrl::token_weights(g.exec(), in, {}, {}));
+  for (const resrl::grouping& grouping :
+       {resrl::grouping::by_rollout(4), resrl::grouping::by_rollout(0), resrl::grouping::by_ids(nullptr, 0)}) {
+    INFO("rollout_n " << grouping.rollout_n);
+    in.groups = grouping;
+    CHECK_NOTHROW(resrl::token_weights(g.exec(), in, {}, {}));
+    const auto plan = resrl::cuda::make_group_plan(g.exec(), in.groups, 0);
+    device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(g.exec(), in, {}));
+    CHECK_NOTHROW(resrl::token_weights_async(g.exec(), plan, in, {}, {}, ws.view()));
+    CHECK_NOTHROW(resrl::token_weights_async(g.exec(), in, {}, {}, ws.view()));
+    CHECK(resrl::cuda::check_status(g.exec(), ws.view()).ok());
+    const auto mask = resrl::make_matrix_view<const float>(nullptr, 0, 5);
+    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), 0));
+    CHECK_NOTHROW(resrl::grpo_advantages_async(g.exec(), plan, in.scores, mask, {},
+                                               resrl::make_matrix_view<float>(nullptr, 0, 5), grpo_ws.view()));
+    CHECK(resrl::cuda::check_status(g.exec(), grpo_ws.view()).ok());
+  }
 }
