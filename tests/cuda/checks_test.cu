@@ -210,3 +210,32 @@ TEST_CASE("cuda limits: more sketch columns than the randomized solver takes are
   CHECK_THROWS_WITH(resrl::token_weights_async(no_handles, c.in, q, c.out, some_workspace),
                     Catch::Contains("300 sketch columns"));
 }
+
+TEST_CASE("cuda group plans: an empty batch matches any grouping of it", "[cuda][checks]") {
+  // rollout_n plans upload nothing: no CUDA call, so this runs without a device.
+  for (std::int64_t n : {4, 1, 0}) {
+    INFO("rollout_n " << n);
+    const auto plan = resrl::cuda::make_group_plan(no_handles, resrl::grouping::by_rollout(n), 0);
+    CHECK(plan.groups() == 0);
+    CHECK(plan.rollout_n() == n);
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_rollout(n), 0));
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_rollout(3), 0));
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_ids(nullptr, 0), 0));
+    CHECK_THROWS_WITH(plan.check_matches(resrl::grouping::by_rollout(2), 4), Catch::Contains("batch of 0 samples"));
+    // Through the call: past the plan check, up to the (missing) handles.
+    resrl::token_weight_inputs<float, float> in;
+    in.hidden = resrl::make_tensor3_view<const float>(nullptr, 0, 6, 8);
+    in.response_mask = resrl::make_matrix_view<const float>(nullptr, 0, 6);
+    in.scores = resrl::sample_scores::of_samples(nullptr, 0);
+    in.groups = resrl::grouping::by_rollout(n);
+    resrl::token_weight_outputs out;
+    out.weights = resrl::make_matrix_view<float>(nullptr, 0, 6);
+    CHECK_THROWS_WITH(resrl::token_weights_async(no_handles, plan, in, {}, out, some_workspace),
+                      Catch::Contains("cuda_executor.cublas is null"));
+  }
+  // A plan of a non-empty batch still tells rollout_n from ids.
+  const auto plan = resrl::cuda::make_group_plan(no_handles, resrl::grouping::by_rollout(2), 4);
+  CHECK(plan.groups() == 2);
+  std::vector<std::int64_t> ids{0, 0, 1, 1};
+  CHECK_THROWS_WITH(plan.check_matches(resrl::grouping::by_ids(ids.data(), 4), 4), Catch::Contains("rollout_n grouping"));
+}
