@@ -1,6 +1,6 @@
 // The per-group rules both backends call (include/resrl/core/): skip reason,
-// kept tokens, rank and sketch of a group and its diagnostics, on
-// hand-derived cases.
+// kept tokens, rank and sketch of a group, its diagnostics and the GRPO
+// group statistics, on hand-derived cases.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -11,6 +11,7 @@
 
 #include "resrl/core/group_diagnostics.hpp"
 #include "resrl/core/group_rules.hpp"
+#include "resrl/core/grpo.hpp"
 #include "token_weights_fixture.hpp"
 
 using resrl::index_t;
@@ -218,4 +219,35 @@ TEST_CASE("core rules: the rank reported is k_g also when the positives span few
       CHECK(got.groups[0].positive_tokens_used == want.positive_tokens_used);
       for (float w : got.weights) CHECK((w >= 0.1f && w <= 1.0f));
     }
+}
+
+TEST_CASE("core rules: GRPO group statistics", "[core][advantages]") {
+  const std::vector<double> totals{1, 0, 0, 1, 3, 2, 2, 2};
+  const std::vector<index_t> members{0, 1, 2, 3, 4, 5, 6, 7};
+  const d::indexed_scores score{totals.data(), members.data()};
+  resrl::grpo_params p;
+  // {1, 0, 0, 1}: mean 0.5, unbiased std sqrt(1 / 3).
+  const auto s = d::grpo_group_statistics(score, 0, 4);
+  CHECK(s.group_mean() == 0.5);
+  CHECK(s.std_dev == Approx(std::sqrt(1.0 / 3)).epsilon(1e-15));
+  CHECK(d::grpo_advantage(s, 1.0, p) == Approx(0.5 / (std::sqrt(1.0 / 3) + 1e-6)).epsilon(1e-15));
+  CHECK(d::grpo_advantage(s, 0.0, p) == Approx(-0.5 / (std::sqrt(1.0 / 3) + 1e-6)).epsilon(1e-15));
+  // A group of one: mean 0, std 1.
+  const auto one = d::grpo_group_statistics(score, 4, 5);
+  CHECK(one.group_mean() == 0.0);
+  CHECK(one.std_dev == 1.0);
+  CHECK(d::grpo_advantage(one, 3.0, p) == Approx(3.0 / (1.0 + 1e-6)).epsilon(1e-15));
+  // Equal scores: deviations exactly 0, so A = 0 even with eps = 0.
+  const auto equal = d::grpo_group_statistics(score, 5, 8);
+  CHECK(equal.std_dev == 0.0);
+  p.epsilon = 0.0;
+  CHECK(d::grpo_advantage(equal, 2.0, p) == 0.0);
+  // Without std normalisation (Dr. GRPO): s - mean.
+  p.normalize_by_std = false;
+  CHECK(d::grpo_advantage(s, 1.0, p) == 0.5);
+  // Members in any order.
+  const std::vector<index_t> shuffled{3, 0, 2, 1};
+  const auto again = d::grpo_group_statistics(d::indexed_scores{totals.data(), shuffled.data()}, 0, 4);
+  CHECK(again.group_mean() == 0.5);
+  CHECK(again.std_dev == Approx(s.std_dev).epsilon(1e-15));
 }

@@ -7,6 +7,7 @@
 
 #include "resrl/types/advantages.hpp"
 #include "resrl/core/group_layout.hpp"
+#include "resrl/core/grpo.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"
 #include "resrl/base/executor.hpp"
@@ -32,27 +33,16 @@ void grpo_advantages(const host_executor&, const sample_scores& scores, const ma
   const auto layout = ::resrl::detail::build_group_layout(groups, B, arena);
 
   std::vector<double> advantage(static_cast<std::size_t>(B), 0.0);
-  const auto score = [&](index_t i) { return s[static_cast<std::size_t>(layout.members[i])]; };
+  const ::resrl::detail::indexed_scores score{s.data(), layout.members};
   for (index_t g = 0; g < layout.count; ++g) {
-    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
-    // Moments of the scores shifted by the first one: equal scores give
-    // exactly 0 deviations, so std = 0 and A = 0 (never 0 / 0).
-    const double shift = n > 1 ? score(begin) : 0.0;
-    double mean = 0.0, std_dev = 1.0;
-    if (n > 1) {
-      for (index_t i = begin; i < end; ++i) mean += score(i) - shift;
-      mean /= static_cast<double>(n);
-      double ss = 0.0;
-      for (index_t i = begin; i < end; ++i) ss += (score(i) - shift - mean) * (score(i) - shift - mean);
-      std_dev = std::sqrt(ss / static_cast<double>(n - 1));
-    }
-    const double denominator = p.normalize_by_std ? std_dev + p.epsilon : 1.0;
+    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1];
+    const auto stats = ::resrl::detail::grpo_group_statistics(score, begin, end);
     for (index_t i = begin; i < end; ++i) {
       const auto b = static_cast<std::size_t>(layout.members[i]);
-      const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;  // 0: equal scores, eps 0
+      const double a = ::resrl::detail::grpo_advantage(stats, score(i), p);
       if (!(std::abs(a) <= std::numeric_limits<float>::max()))
         ::resrl::detail::raise("advantage of sample ", b, " is ", a, ": beyond the float range (score ", s[b],
-                               ", group mean ", mean + shift, ", std ", std_dev, ")");
+                               ", group mean ", stats.group_mean(), ", std ", stats.std_dev, ")");
       advantage[b] = a;
     }
   }
