@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "resrl/core/random.hpp"
-#include "resrl/cuda/token_weights.cuh"
+#include "resrl/token_weights.cuh"
 
 namespace {
 

@@ -4,31 +4,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <string>
 
+#include "resrl/core/metrics.hpp"
 #include "resrl/core/sample_scores.hpp"
-#include "resrl/core/token_weights_checks.hpp"  // check_scores
+#include "resrl/types/metrics.hpp"
 #include "resrl/types/token_weights.hpp"
 
 namespace resrl {
 
 /// Unbiased Pass@k from n samples with c correct: 1 - C(n - c, k) / C(n, k),
-/// evaluated in log space as the shorter of the products
-/// prod_{i = n-c+1}^{n} (1 - k / i) and prod_{j < k} (1 - c / (n - j)):
-/// O(min(c, k)) terms.
+/// as a product of O(min(c, k)) terms in log space (core/metrics.hpp).
 inline double pass_at_k(std::int64_t n, std::int64_t c, std::int64_t k) {
-  RESRL_EXPECTS(n >= 1, "pass_at_k: n must be >= 1, got ", n);
-  RESRL_EXPECTS(c >= 0 && c <= n, "pass_at_k: c must be in [0, n] = [0, ", n, "], got ", c);
-  RESRL_EXPECTS(k >= 1 && k <= n, "pass_at_k: k must be in [1, n] = [1, ", n, "], got ", k);
-  if (n - c < k) return 1.0;
-  double log_fail = 0.0;  // log C(n - c, k) / C(n, k)
-  if (c <= k) {
-    for (std::int64_t i = n - c + 1; i <= n; ++i) log_fail += std::log1p(-static_cast<double>(k) / static_cast<double>(i));
-  } else {
-    for (std::int64_t j = 0; j < k; ++j) log_fail += std::log1p(-static_cast<double>(c) / static_cast<double>(n - j));
-  }
-  return -std::expm1(log_fail);
+  const detail::pass_at_k_fault fault = detail::find_pass_at_k_fault(n, c, k);
+  if (fault != detail::pass_at_k_fault::none) detail::raise(detail::pass_at_k_fault_message(fault, n, c, k));
+  return detail::pass_at_k_of_checked(n, c, k);
 }
 
 /// Avg@k: mean accuracy over the n samples of one problem.
@@ -41,38 +30,23 @@ inline double avg_at_k(std::int64_t n, std::int64_t c) {
 /// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
 inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
                              const vector_view<const std::int64_t>& correct, std::int64_t k) {
-  detail::check_vector(samples, "samples", samples.size);
-  detail::check_vector(correct, "correct", samples.size);
-  RESRL_EXPECTS(samples.size >= 1, "mean_pass_at_k: no problems");
+  detail::check_mean_pass_at_k(samples, correct);
   double sum = 0.0;
   for (index_t i = 0; i < samples.size; ++i) {
-    try {
-      sum += pass_at_k(samples[i], correct[i], k);
-    } catch (const invalid_argument& e) {  // say which problem
-      detail::raise("mean_pass_at_k: problem ", i, ": ", std::string(e.what()).substr(std::strlen("resrl: ")));
-    }
+    const detail::pass_at_k_fault fault = detail::find_pass_at_k_fault(samples[i], correct[i], k);
+    if (fault != detail::pass_at_k_fault::none) detail::raise_mean_pass_at_k_fault(i, fault, samples[i], correct[i], k);
+    sum += detail::pass_at_k_of_checked(samples[i], correct[i], k);
   }
   return sum / static_cast<double>(samples.size);
 }
-
-/// Lazy Likelihood Displacement monitor: how the summed log-likelihood of
-/// positive responses moved between the old and the current policy.
-struct likelihood_displacement {
-  double mean_change = 0.0;         ///< mean over positive samples of sum_t (logp - old_logp)
-  double fraction_decreased = 0.0;  ///< positive samples whose likelihood fell
-  std::int64_t positive_samples = 0;
-};
 
 template <class Real, class Mask>
 likelihood_displacement positive_likelihood_displacement(const matrix_view<const Real>& logp,
                                                          const matrix_view<const Real>& old_logp,
                                                          const matrix_view<const Mask>& mask,
                                                          const sample_scores& scores) {
+  detail::check_likelihood_displacement(logp, old_logp, mask, scores);
   const index_t B = logp.rows, T = logp.cols;
-  detail::check_matrix(logp, "logp", B, T);
-  detail::check_matrix(old_logp, "old_logp", B, T);
-  detail::check_matrix(mask, "response_mask", B, T);
-  detail::check_scores(scores, B, T);
   likelihood_displacement r;
   double decreased = 0.0;
   for (index_t b = 0; b < B; ++b) {
@@ -81,8 +55,7 @@ likelihood_displacement positive_likelihood_displacement(const matrix_view<const
     for (index_t t = 0; t < T; ++t) {
       if (mask(b, t) == Mask(0)) continue;
       const double d = static_cast<double>(logp(b, t)) - static_cast<double>(old_logp(b, t));
-      if (!std::isfinite(d))
-        detail::raise<non_finite_input>("logp - old_logp at [", b, ", ", t, "] is ", d, " (values must be finite)");
+      if (!std::isfinite(d)) detail::raise_non_finite_displacement(b, t, d);
       change += d;
     }
     ++r.positive_samples;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cpu_backend.hpp"
-#include "resrl/cuda/token_weights.cuh"
+#include "resrl/token_weights.cuh"
 
 namespace cuda_test {
 

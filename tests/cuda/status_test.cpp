@@ -2,7 +2,14 @@
 // exception type the host backend would have thrown. Plain C++: no GPU.
 #include <catch2/catch.hpp>
 
+#include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "resrl/cuda/status.hpp"
+#include "resrl/metrics.hpp"
+#include "resrl/rewards.hpp"
 
 namespace {
 
@@ -10,6 +17,17 @@ using resrl::cuda::device_status;
 using resrl::cuda::input_key;
 using resrl::cuda::status_call;
 namespace check = resrl::cuda::input_check;
+
+/// The message of the error `call` throws.
+template <class Call>
+std::string message_of(Call&& call) {
+  try {
+    call();
+  } catch (const resrl::error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 device_status make(status_call call, std::int64_t B, std::int64_t T) {
   device_status s;
@@ -74,4 +92,70 @@ TEST_CASE("device_status: each recorded problem throws the host backend's except
   CHECK_THROWS_WITH(resrl::cuda::throw_if_failed(s), Catch::Contains("gradients.dlogp[2, 1]"));
   s.input = input_key(4, -1, 8, check::loss_not_finite);
   CHECK_THROWS_WITH(resrl::cuda::throw_if_failed(s), Catch::Contains("policy loss is not finite"));
+}
+
+TEST_CASE("device_status: calls that show values in their messages throw the host backend's message",
+          "[cuda][status]") {
+  using resrl::make_matrix_view;
+  using resrl::make_vector_view;
+  using resrl::detail::pass_at_k_fault;
+  using resrl::detail::reward_fault;
+  const auto throws = [](const device_status& s) { return message_of([&] { resrl::cuda::throw_if_failed(s); }); };
+
+  // length_scaled_rewards: lengths[2] = -3, then rewards[1] = NaN.
+  std::vector<float> rewards = {1.0f, 1.0f, 1.0f}, out(3);
+  std::vector<std::int64_t> lengths = {5, 5, -3};
+  const auto host_rewards = [&] {
+    resrl::length_scaled_rewards(make_vector_view<const float>(rewards.data(), 3),
+                                 make_vector_view<const std::int64_t>(lengths.data(), 3), {},
+                                 make_vector_view(out.data(), 3));
+  };
+  auto s = make(status_call::length_scaled_rewards, 3, 0);
+  s.input = input_key(2, -1, 0, static_cast<int>(reward_fault::negative_length));
+  s.value = 1.0;
+  s.operands[0] = -3;
+  CHECK(throws(s) == message_of(host_rewards));
+  rewards[1] = std::numeric_limits<float>::quiet_NaN();
+  s.input = input_key(1, -1, 0, static_cast<int>(reward_fault::non_finite_reward));
+  s.value = static_cast<double>(rewards[1]);
+  s.operands[0] = 5;
+  CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
+  CHECK(throws(s) == message_of(host_rewards));
+
+  // mean_pass_at_k: each check of problem 1 (n = 4, c = 5; then k = 9; then n = 0).
+  std::vector<std::int64_t> samples = {4, 4}, correct = {1, 5};
+  std::int64_t k = 2;
+  const auto host_pass = [&] {
+    resrl::mean_pass_at_k(make_vector_view<const std::int64_t>(samples.data(), 2),
+                          make_vector_view<const std::int64_t>(correct.data(), 2), k);
+  };
+  s = make(status_call::mean_pass_at_k, 2, 0);
+  for (const auto& [n, c, draws, fault] :
+       {std::tuple{4, 5, 2, pass_at_k_fault::correct}, std::tuple{4, 1, 9, pass_at_k_fault::draws},
+        std::tuple{0, 0, 2, pass_at_k_fault::samples}}) {
+    samples = {16, n};  // problem 0 passes every check
+    correct = {1, c};
+    k = draws;
+    s.input = input_key(1, -1, 0, static_cast<int>(fault));
+    s.operands[0] = n;
+    s.operands[1] = c;
+    s.operands[2] = k;
+    CHECK(throws(s) == message_of(host_pass));
+  }
+
+  // positive_likelihood_displacement: logp - old_logp = inf at [1, 2].
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> logp = {0, 0, 0, 0, 0, inf}, old_logp(6, -1.0);
+  const std::vector<float> mask(6, 1.0f), scores = {0.0f, 1.0f};
+  s = make(status_call::likelihood_displacement, 2, 3);
+  s.input = input_key(1, 2, 3, check::displacement);
+  s.value = inf;
+  CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
+  CHECK(throws(s) == message_of([&] {
+          resrl::positive_likelihood_displacement(make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
+                                                  make_matrix_view(mask.data(), 2, 3),
+                                                  resrl::sample_scores::of_samples(scores.data(), 2));
+        }));
+  s.input = input_key(1, -1, 3, check::score);  // scores share the other calls' decoding
+  CHECK(throws(s) == "resrl: scores.per_sample[1] is NaN or Inf (scores must be finite)");
 }

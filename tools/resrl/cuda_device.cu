@@ -4,7 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "resrl/cuda/token_weights.cuh"
+#include "resrl/token_weights.cuh"
 
 namespace resrl::cli {
 namespace {

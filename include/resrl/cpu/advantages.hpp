@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "resrl/types/advantages.hpp"
+#include "resrl/core/advantages_checks.hpp"
 #include "resrl/core/group_layout.hpp"
 #include "resrl/core/grpo.hpp"
 #include "resrl/core/sample_scores.hpp"
-#include "resrl/core/token_weights_checks.hpp"
 #include "resrl/base/executor.hpp"
 
 namespace resrl::cpu {
@@ -17,11 +17,8 @@ namespace resrl::cpu {
 template <class Mask>
 void grpo_advantages(const host_executor&, const sample_scores& scores, const matrix_view<const Mask>& mask,
                      const grouping& groups, const grpo_params& p, const matrix_view<float>& out) {
-  validate(p);
+  ::resrl::detail::check_grpo_inputs(scores, mask, groups, p);
   const index_t B = mask.rows, T = mask.cols;
-  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
-  ::resrl::detail::check_scores(scores, B, T);
-  ::resrl::detail::check_grouping(groups, B);
   ::resrl::detail::check_output_matrix(out, "advantages", B, T);
 
   std::vector<double> s(static_cast<std::size_t>(B));
@@ -56,15 +53,8 @@ void reweight_advantages(const host_executor&, const matrix_view<const float>& a
                          const matrix_view<const Mask>& mask, const sample_scores& scores,
                          const matrix_view<const float>& token_weights, const advantage_weighting& p,
                          const matrix_view<float>& out) {
-  validate(p);
+  ::resrl::detail::check_reweight_inputs(advantages, mask, scores, token_weights, p);
   const index_t B = advantages.rows, T = advantages.cols;
-  ::resrl::detail::check_matrix(advantages, "advantages", B, T);
-  ::resrl::detail::check_matrix(mask, "response_mask", B, T);
-  ::resrl::detail::check_scores(scores, B, T);
-  RESRL_EXPECTS(!p.use_token_weights || token_weights.present() || B == 0 || T == 0,
-                "advantage_weighting.use_token_weights is set but no token_weights were given");
-  if (p.use_token_weights && token_weights.present())
-    ::resrl::detail::check_matrix(token_weights, "token_weights", B, T);
   ::resrl::detail::check_output_matrix(out, "reweighted advantages", B, T);
 
   for (index_t b = 0; b < B; ++b) {

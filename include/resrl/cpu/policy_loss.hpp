@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "resrl/core/aggregation.hpp"
+#include "resrl/core/policy_loss_checks.hpp"
 #include "resrl/core/policy_loss_math.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/types/policy_loss.hpp"
@@ -26,22 +27,9 @@ void check_finite_at(const matrix_view<const Real>& v, index_t b, index_t t, con
 template <class Real, class Mask>
 policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Real, Mask>& in,
                                const policy_loss_params& p, const policy_loss_gradients<Real>& grad = {}) {
-  using ::resrl::detail::check_matrix;
-  using ::resrl::detail::check_output_matrix;
-  validate(p);
+  ::resrl::detail::check_policy_loss_inputs(in, p);
   const index_t B = in.logp.rows, T = in.logp.cols;
-  check_matrix(in.logp, "logp", B, T);
-  check_matrix(in.old_logp, "old_logp", B, T);
-  check_matrix(in.advantages, "advantages", B, T);
-  check_matrix(in.response_mask, "response_mask", B, T);
-  if (in.entropy.present()) check_matrix(in.entropy, "entropy", B, T);
-  if (in.ref_logp.present()) check_matrix(in.ref_logp, "ref_logp", B, T);
-  RESRL_EXPECTS(p.entropy_coeff == 0.0 || in.entropy.present(), "policy_loss_params.entropy_coeff is ",
-                p.entropy_coeff, " but no entropy input was given");
-  RESRL_EXPECTS(p.kl_coeff == 0.0 || in.ref_logp.present(), "policy_loss_params.kl_coeff is ", p.kl_coeff,
-                " but no ref_logp input was given");
-  if (grad.dlogp.present()) check_output_matrix(grad.dlogp, "gradients.dlogp", B, T);
-  if (grad.dentropy.present()) check_output_matrix(grad.dentropy, "gradients.dentropy", B, T);
+  ::resrl::detail::check_policy_loss_gradients(grad, B, T);
 
   const auto valid = [&](index_t b, index_t t) { return in.response_mask(b, t) != Mask(0); };
   std::vector<index_t> row_tokens(static_cast<std::size_t>(B), 0);

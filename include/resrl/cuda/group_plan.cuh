@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "resrl/core/group_layout.hpp"
@@ -74,6 +75,41 @@ inline device_groups rollout_view(index_t batch, index_t rollout_n) {
   v.count = batch / rollout_n;
   v.max_size = v.count > 0 ? rollout_n : 0;
   return v;
+}
+
+/// The group layout of a call made without a plan: rollout_n groups (and an
+/// empty batch) need no upload, the layout is arithmetic; id groups are
+/// packed on the host and uploaded into the call's workspace (a copy from
+/// pageable memory: such a call cannot be captured in a CUDA graph).
+struct unplanned_layout {
+  device_groups view;                   ///< for id groups, the counts only until uploaded
+  std::optional<packed_layout> packed;  ///< id groups: what to upload
+
+  const packed_layout* upload() const { return packed ? &*packed : nullptr; }
+};
+
+inline unplanned_layout layout_without_plan(const grouping& groups, index_t batch) {
+  unplanned_layout l;
+  if (!groups.ids.present() || batch == 0) {
+    if (batch > 0) l.view = rollout_view(batch, groups.rollout_n);
+    return l;
+  }
+  l.packed = pack_group_layout(groups, batch);
+  l.view.count = l.packed->count;
+  l.view.batch = batch;
+  l.view.max_size = l.packed->max_size;
+  return l;
+}
+
+/// The layout the kernels read: `groups` as it is, or (`upload`) the packed
+/// layout copied on the stream into `device_data` (packed_layout_elements(B)
+/// int64 of the call's workspace).
+inline device_groups upload_layout(cudaStream_t stream, const device_groups& groups, const packed_layout* upload,
+                                   std::int64_t* device_data) {
+  if (!upload) return groups;
+  RESRL_CUDA_CHECK(cudaMemcpyAsync(device_data, upload->data.data(), upload->data.size() * sizeof(std::int64_t),
+                                   cudaMemcpyHostToDevice, stream));
+  return packed_view(device_data, groups.batch, upload->count, upload->max_size);
 }
 
 }  // namespace detail

@@ -11,6 +11,8 @@
 #include "resrl/base/error.hpp"
 #include "resrl/base/macros.hpp"
 #include "resrl/base/views.hpp"
+#include "resrl/core/metrics.hpp"
+#include "resrl/core/rewards.hpp"
 
 namespace resrl::cuda {
 
@@ -21,6 +23,9 @@ enum class status_call : std::int32_t {
   grpo_advantages = 2,
   reweight_advantages = 3,
   policy_loss = 4,
+  length_scaled_rewards = 5,
+  mean_pass_at_k = 6,
+  likelihood_displacement = 7,
 };
 
 /// Device-side error record of one call. Each word holds the smallest
@@ -32,15 +37,20 @@ enum class status_call : std::int32_t {
 ///    see input_check_name).
 ///  - `hidden`: a NaN/Inf in a hidden state the computation read: b * T + t.
 ///  - `solver`: a failed eigensolver call: (group << 32) | info.
+/// Calls whose host message shows the offending values (length-scaled
+/// rewards, pass@k, likelihood displacement) copy them into `value` and
+/// `operands` once their checks have run, so that the message is the host's.
 struct device_status {
   static constexpr unsigned long long none = ~0ull;
   unsigned long long input = none;
   unsigned long long hidden = none;
   unsigned long long solver = none;
-  std::int64_t batch = 0;   ///< B of the call
-  std::int64_t tokens = 0;  ///< T of the call
+  std::int64_t batch = 0;   ///< B of the call (problems for mean_pass_at_k)
+  std::int64_t tokens = 0;  ///< T of the call (0 for calls on vectors)
   std::int32_t call = 0;    ///< a status_call
   std::int32_t per_token_scores = 0;
+  double value = 0.0;                   ///< reward, or logp - old_logp, of the first bad input
+  std::int64_t operands[3] = {0, 0, 0};  ///< its length, or pass@k's (n, c, k)
 
   bool ok() const { return input == none && hidden == none && solver == none; }
 };
@@ -63,6 +73,10 @@ inline constexpr int entropy = 3;
 inline constexpr int ref_logp = 4;
 inline constexpr int dlogp_overflow = 5;
 inline constexpr int loss_not_finite = 6;  // position B * (T + 1)
+// length_scaled_rewards: the detail::reward_fault values (position b)
+// mean_pass_at_k: the detail::pass_at_k_fault values (position: the problem)
+// likelihood_displacement (after score)
+inline constexpr int displacement = 1;
 }  // namespace input_check
 
 /// Ordering key of a check at token t (t = -1: the per-sample check of row b).
@@ -73,6 +87,21 @@ RESRL_HD inline constexpr unsigned long long input_key(index_t b, index_t t, ind
          static_cast<unsigned long long>(check);
 }
 
+/// Where and which check an input key names (the inverse of input_key):
+/// t = -1 for a per-sample check; for calls on vectors (tokens 0), b is the
+/// element.
+struct input_site {
+  index_t b;
+  index_t t;
+  int check;
+};
+
+RESRL_HD inline input_site input_site_of(unsigned long long key, index_t tokens) {
+  const unsigned long long position = key >> 4, row_length = static_cast<unsigned long long>(tokens + 1);
+  return {static_cast<index_t>(position / row_length), static_cast<index_t>(position % row_length) - 1,
+          static_cast<int>(key & 15u)};
+}
+
 /// Throws what the host backend would have thrown for the first problem
 /// recorded: bad input values first (the host checks them first), then
 /// non-finite hidden states, then solver failures. Does nothing when ok().
@@ -80,17 +109,16 @@ inline void throw_if_failed(const device_status& s) {
   using ::resrl::detail::raise;
   const auto call = static_cast<status_call>(s.call);
   if (s.input != device_status::none) {
-    const int check = static_cast<int>(s.input & 15u);
+    const auto [b, t, check] = input_site_of(s.input, s.tokens);  // t = -1: per-sample check
     const unsigned long long position = s.input >> 4;
     const auto row_length = static_cast<unsigned long long>(s.tokens + 1);
     const auto rows = static_cast<unsigned long long>(s.batch);
-    const auto b = static_cast<index_t>(position / row_length);
-    const auto t = static_cast<index_t>(position % row_length) - 1;  // -1: per-sample check
     const bool after_rows = position >= rows * row_length;
     const auto late = static_cast<index_t>(position - rows * row_length);  // index of an after-rows check
     if (check == input_check::score &&
         (call == status_call::token_weights || call == status_call::grpo_advantages ||
-         call == status_call::reweight_advantages) && !after_rows) {
+         call == status_call::reweight_advantages || call == status_call::likelihood_displacement) &&
+        !after_rows) {
       if (s.per_token_scores)
         raise<non_finite_input>("scores.per_token[", b, ", ", t, "] is NaN or Inf at a valid token (scores must be finite)");
       raise<non_finite_input>("scores.per_sample[", b, "] is NaN or Inf (scores must be finite)");
@@ -114,6 +142,13 @@ inline void throw_if_failed(const device_status& s) {
       if (check == input_check::dlogp_overflow)
         raise("gradients.dlogp[", b, ", ", t, "] is beyond the range of the output type");
     }
+    if (call == status_call::length_scaled_rewards && check < static_cast<int>(::resrl::detail::reward_fault::none))
+      ::resrl::detail::raise_reward_fault(static_cast<::resrl::detail::reward_fault>(check), b, s.value, s.operands[0]);
+    if (call == status_call::mean_pass_at_k && check < static_cast<int>(::resrl::detail::pass_at_k_fault::none))
+      ::resrl::detail::raise_mean_pass_at_k_fault(b, static_cast<::resrl::detail::pass_at_k_fault>(check), s.operands[0],
+                                                  s.operands[1], s.operands[2]);
+    if (call == status_call::likelihood_displacement && check == input_check::displacement)
+      ::resrl::detail::raise_non_finite_displacement(b, t, s.value);
     raise<error>("device status: unknown input check ", check, " of call ", s.call);
   }
   if (s.hidden != device_status::none) {

@@ -1,4 +1,5 @@
-// Workspaces of the CUDA calls: where a call's device_status lives, how the
+// Workspaces of the CUDA calls: where a call's device_status (and, for calls
+// whose result comes back to the host, its result slot) lives, how the
 // synchronous overloads allocate and check, and the device-pointer checks.
 #pragma once
 
@@ -52,6 +53,67 @@ class stream_buffer {
   void* data_ = nullptr;
   std::size_t bytes_;
 };
+
+/// Bytes of workspace for the buffers `carve(arena)` takes: the carving code
+/// of the call itself, run on a measuring arena (so the two cannot
+/// disagree), plus the slack for a caller's buffer that is not aligned.
+template <class Carve>
+std::size_t workspace_bytes(Carve&& carve) {
+  ::resrl::detail::workspace_arena measure;
+  carve(measure);
+  return ::resrl::detail::workspace_arena::padded(measure.used());
+}
+
+/// The arena over the workspace of `call`_async.
+inline ::resrl::detail::workspace_arena workspace_arena_of(workspace_view ws, const char* call) {
+  RESRL_EXPECTS(ws.data != nullptr, call, "_async needs a workspace of ", call, "_workspace_size bytes");
+  return ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
+}
+
+/// The head of the workspace of a call whose result comes back to the host:
+/// its status (first, see status_of), then one slot for the result, where
+/// the synchronous call has `_async` write it before copying it back.
+template <class Result>
+struct status_and_result {
+  device_status* status;
+  Result* result;
+};
+
+template <class Result>
+status_and_result<Result> take_status_and_result(::resrl::detail::workspace_arena& a) {
+  device_status* status = a.take<device_status>(1);
+  return {status, a.take<Result>(1)};
+}
+
+/// The synchronous form of an `_async` call: runs `run(ws)` on the caller's
+/// workspace, or on one of `bytes()` bytes allocated on the stream when `ws`
+/// is empty, then waits and throws what the device recorded.
+template <class Bytes, class Run>
+void run_synchronously(const cuda_executor& exec, workspace_view ws, Bytes&& bytes, Run&& run) {
+  if (ws.data != nullptr) {
+    run(ws);
+    check_status(exec, ws);
+    return;
+  }
+  const stream_buffer owned(bytes(), exec.stream);
+  run(owned.view());
+  check_status(exec, owned.view());
+}
+
+/// The same for a call whose `_async` form writes a Result to device
+/// memory: `run(result, ws)` writes it into the workspace's result slot,
+/// from where it is copied back.
+template <class Result, class Bytes, class Run>
+Result run_synchronously_for_result(const cuda_executor& exec, workspace_view ws, Bytes&& bytes, Run&& run) {
+  Result r{};
+  run_synchronously(exec, ws, bytes, [&](workspace_view w) {
+    auto arena = ::resrl::detail::make_aligned_arena(w.data, w.bytes);
+    Result* slot = take_status_and_result<Result>(arena).result;
+    run(slot, w);
+    RESRL_CUDA_CHECK(cudaMemcpyAsync(&r, slot, sizeof r, cudaMemcpyDeviceToHost, exec.stream));
+  });
+  return r;  // check_status has waited for the copy
+}
 
 inline bool is_capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;

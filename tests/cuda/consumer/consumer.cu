@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "resrl/cuda/token_weights.cuh"
+#include "resrl/token_weights.cuh"
 
 int main() {
   int devices = 0;

@@ -129,6 +129,8 @@ __global__ void reset_status_kernel(device_status* s, std::int64_t batch, std::i
   s->tokens = tokens;
   s->call = call;
   s->per_token_scores = per_token_scores;
+  s->value = 0.0;
+  for (std::int64_t& operand : s->operands) operand = 0;
 }
 
 inline void reset_status(cudaStream_t stream, device_status* s, index_t batch, index_t tokens, status_call call,
