@@ -673,7 +673,7 @@ TEST_CASE("contract: length_scaled_rewards rejects non-finite rewards and overla
   std::vector<float> rewards{1.0f, kInf}, out(2);
   const std::vector<std::int64_t> lengths{10, 20};
   const auto call = [&](index_t out_stride) {
-    resrl::length_scaled_rewards(resrl::make_vector_view<const float>(rewards.data(), 2),
+    resrl::length_scaled_rewards(resrl::host_executor{}, resrl::make_vector_view<const float>(rewards.data(), 2),
                                  resrl::make_vector_view(lengths.data(), 2), {},
                                  resrl::make_vector_view(out.data(), 2, out_stride));
   };
@@ -682,7 +682,7 @@ TEST_CASE("contract: length_scaled_rewards rejects non-finite rewards and overla
   rejects<resrl::non_finite_input>([&] { call(1); }, "rewards[1] is nan");
   rewards[1] = 0.5f;
   rejects<resrl::invalid_argument>([&] { call(0); }, "out: stride 0 makes output elements overlap");
-  CHECK_NOTHROW(resrl::length_scaled_rewards({}, {}, {}, {}));  // B = 0
+  CHECK_NOTHROW(resrl::length_scaled_rewards(resrl::host_executor{}, {}, {}, {}, {}));  // B = 0
 }
 
 TEST_CASE("contract: pass@k costs O(min(c, k)) and mean_pass_at_k names the bad problem", "[contract][metrics]") {
@@ -691,7 +691,7 @@ TEST_CASE("contract: pass@k costs O(min(c, k)) and mean_pass_at_k names the bad 
   CHECK(resrl::pass_at_k(1000000000000000, 100000000000000, 3) == Approx(0.271).epsilon(1e-12));
   const std::vector<std::int64_t> n{4, 4, 4}, c{1, 5, 2};
   rejects<resrl::invalid_argument>(
-      [&] { resrl::mean_pass_at_k(resrl::make_vector_view(n.data(), 3), resrl::make_vector_view(c.data(), 3), 2); },
+      [&] { resrl::mean_pass_at_k(resrl::host_executor{}, resrl::make_vector_view(n.data(), 3), resrl::make_vector_view(c.data(), 3), 2); },
       "mean_pass_at_k: problem 1: pass_at_k: c must be in [0, n] = [0, 4], got 5");
   rejects<resrl::invalid_argument>([&] { resrl::summarize(nullptr, -1); }, "summarize: negative group count -1");
 }
@@ -701,12 +701,12 @@ TEST_CASE("contract: positive_likelihood_displacement shapes", "[contract][metri
   const std::vector<float> mask(6, 1.0f), scores(2, 1.0f);
   rejects<resrl::invalid_argument>(
       [&] {
-        resrl::positive_likelihood_displacement(resrl::make_matrix_view(a.data(), 2, 3), resrl::make_matrix_view(b.data(), 2, 2),
+        resrl::positive_likelihood_displacement(resrl::host_executor{}, resrl::make_matrix_view(a.data(), 2, 3), resrl::make_matrix_view(b.data(), 2, 2),
                                                 resrl::make_matrix_view(mask.data(), 2, 3),
                                                 resrl::sample_scores::of_samples(scores.data(), 2));
       },
       "old_logp: shape (2, 2) but expected (2, 3)");
-  const auto r = resrl::positive_likelihood_displacement(
+  const auto r = resrl::positive_likelihood_displacement(resrl::host_executor{}, 
       resrl::make_matrix_view(a.data(), 0, 3), resrl::make_matrix_view(a.data(), 0, 3), resrl::make_matrix_view(mask.data(), 0, 3),
       resrl::sample_scores::of_samples(scores.data(), 0));
   CHECK(r.positive_samples == 0);

@@ -57,7 +57,7 @@ TEST_CASE("length_scaled_rewards: batch form and errors", "[rewards]") {
   std::vector<std::int64_t> lengths = {10, 4096, 5000, 3798};
   std::vector<float> out(4, 99.0f);
   const auto call = [&](const resrl::length_penalty_params& p, index_t n_lengths = 4) {
-    resrl::length_scaled_rewards(resrl::make_vector_view(rewards.data(), 4),
+    resrl::length_scaled_rewards(resrl::host_executor{}, resrl::make_vector_view(rewards.data(), 4),
                                  resrl::make_vector_view(static_cast<const std::int64_t*>(lengths.data()), n_lengths),
                                  p, resrl::make_vector_view(out.data(), 4));
   };
@@ -179,15 +179,15 @@ TEST_CASE("avg_at_k and mean_pass_at_k", "[metrics]") {
 
   const std::vector<std::int64_t> n1 = {4, 10, 1}, c1 = {1, 0, 1};
   const auto view = [](const std::vector<std::int64_t>& v) { return resrl::make_vector_view(v.data(), static_cast<index_t>(v.size())); };
-  CHECK(resrl::mean_pass_at_k(view(n1), view(c1), 1) == Approx((0.25 + 0.0 + 1.0) / 3).epsilon(1e-14));
+  CHECK(resrl::mean_pass_at_k(resrl::host_executor{}, view(n1), view(c1), 1) == Approx((0.25 + 0.0 + 1.0) / 3).epsilon(1e-14));
   // Pass@2 of (4, 2) = 1 - 1/6; of (4, 1) = 1 - C(3,2)/C(4,2) = 1/2.
   const std::vector<std::int64_t> n2 = {4, 4}, c2 = {2, 1};
-  CHECK(resrl::mean_pass_at_k(view(n2), view(c2), 2) == Approx((5.0 / 6 + 0.5) / 2).epsilon(1e-14));
+  CHECK(resrl::mean_pass_at_k(resrl::host_executor{}, view(n2), view(c2), 2) == Approx((5.0 / 6 + 0.5) / 2).epsilon(1e-14));
   const std::vector<std::int64_t> short_c = {1};
-  REQUIRE_THROWS_WITH(resrl::mean_pass_at_k(view(n2), view(short_c), 1), Catch::Contains("correct"));
+  REQUIRE_THROWS_WITH(resrl::mean_pass_at_k(resrl::host_executor{}, view(n2), view(short_c), 1), Catch::Contains("correct"));
   const std::vector<std::int64_t> empty;
-  REQUIRE_THROWS_WITH(resrl::mean_pass_at_k(view(empty), view(empty), 1), Catch::Contains("no problems"));
-  REQUIRE_THROWS_AS(resrl::mean_pass_at_k(view(n2), view(c2), 5), resrl::invalid_argument);  // k > n
+  REQUIRE_THROWS_WITH(resrl::mean_pass_at_k(resrl::host_executor{}, view(empty), view(empty), 1), Catch::Contains("no problems"));
+  REQUIRE_THROWS_AS(resrl::mean_pass_at_k(resrl::host_executor{}, view(n2), view(c2), 5), resrl::invalid_argument);  // k > n
 }
 
 TEST_CASE("positive_likelihood_displacement", "[metrics]") {
@@ -201,7 +201,7 @@ TEST_CASE("positive_likelihood_displacement", "[metrics]") {
   const std::vector<float> mask = {1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   const std::vector<float> scores = {1.0f, 0.0f, 2.0f, 1.0f};
   const auto call = [&] {
-    return resrl::positive_likelihood_displacement(
+    return resrl::positive_likelihood_displacement(resrl::host_executor{}, 
         resrl::make_matrix_view(static_cast<const double*>(logp.data()), B, T),
         resrl::make_matrix_view(static_cast<const double*>(old.data()), B, T),
         resrl::make_matrix_view(mask.data(), B, T), resrl::sample_scores::of_samples(scores.data(), B));
@@ -216,7 +216,7 @@ TEST_CASE("positive_likelihood_displacement", "[metrics]") {
   REQUIRE_THROWS_WITH(call(), Catch::Contains("[2, 0]"));
 
   const std::vector<float> none_positive = {0.0f, -1.0f, 0.0f, -0.5f};
-  r = resrl::positive_likelihood_displacement(
+  r = resrl::positive_likelihood_displacement(resrl::host_executor{}, 
       resrl::make_matrix_view(static_cast<const double*>(logp.data()), B, T),
       resrl::make_matrix_view(static_cast<const double*>(old.data()), B, T), resrl::make_matrix_view(mask.data(), B, T),
       resrl::sample_scores::of_samples(none_positive.data(), B));

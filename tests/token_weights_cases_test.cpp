@@ -8,6 +8,7 @@
 #include <numeric>
 #include <set>
 
+#include "resrl/cpu/token_weights.hpp"  // internals: quantile selection, subsampling, orthonormalisation
 #include "resrl/think_spans.hpp"
 #include "token_weights_fixture.hpp"
 

@@ -1,12 +1,14 @@
-// Evaluation metrics of the paper (spec §8) and run diagnostics (spec §9).
+// Evaluation metrics of the paper (spec §8) and run diagnostics (spec §9) on
+// the host. The batch metrics have the call shape of every executor (size
+// query, call, `_async` writing its result through a pointer).
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 
+#include "resrl/base/executor.hpp"
 #include "resrl/core/metrics.hpp"
-#include "resrl/core/sample_scores.hpp"
+#include "resrl/cpu/metrics.hpp"
 #include "resrl/types/metrics.hpp"
 #include "resrl/types/token_weights.hpp"
 
@@ -27,46 +29,53 @@ inline double avg_at_k(std::int64_t n, std::int64_t c) {
   return static_cast<double>(c) / static_cast<double>(n);
 }
 
-/// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
-inline double mean_pass_at_k(const vector_view<const std::int64_t>& samples,
-                             const vector_view<const std::int64_t>& correct, std::int64_t k) {
-  detail::check_mean_pass_at_k(samples, correct);
-  double sum = 0.0;
-  for (index_t i = 0; i < samples.size; ++i) {
-    const detail::pass_at_k_fault fault = detail::find_pass_at_k_fault(samples[i], correct[i], k);
-    if (fault != detail::pass_at_k_fault::none) detail::raise_mean_pass_at_k_fault(i, fault, samples[i], correct[i], k);
-    sum += detail::pass_at_k_of_checked(samples[i], correct[i], k);
-  }
-  return sum / static_cast<double>(samples.size);
+/// Workspace bytes of mean_pass_at_k on the host: none.
+inline std::size_t mean_pass_at_k_workspace_size(const host_executor&, const vector_view<const std::int64_t>&,
+                                                 const vector_view<const std::int64_t>&, std::int64_t) {
+  return 0;
 }
 
+/// Mean Pass@k over problems; correct[i] of samples[i] solved problem i.
+inline double mean_pass_at_k(const host_executor& exec, const vector_view<const std::int64_t>& samples,
+                             const vector_view<const std::int64_t>& correct, std::int64_t k, workspace_view = {}) {
+  return cpu::mean_pass_at_k(exec, samples, correct, k);
+}
+
+/// Writes the mean to *result (host memory).
+inline void mean_pass_at_k_async(const host_executor& exec, const vector_view<const std::int64_t>& samples,
+                                 const vector_view<const std::int64_t>& correct, std::int64_t k, double* result,
+                                 workspace_view ws = {}) {
+  RESRL_EXPECTS(result != nullptr, "mean_pass_at_k_async: result is null");
+  *result = mean_pass_at_k(exec, samples, correct, k, ws);
+}
+
+/// Workspace bytes of positive_likelihood_displacement on the host: none.
 template <class Real, class Mask>
-likelihood_displacement positive_likelihood_displacement(const matrix_view<const Real>& logp,
+std::size_t positive_likelihood_displacement_workspace_size(const host_executor&, const matrix_view<const Real>&,
+                                                            const matrix_view<const Real>&,
+                                                            const matrix_view<const Mask>&, const sample_scores&) {
+  return 0;
+}
+
+/// Lazy Likelihood Displacement monitor: how the summed log-likelihood of
+/// the positive responses moved between the old and the current policy.
+template <class Real, class Mask>
+likelihood_displacement positive_likelihood_displacement(const host_executor& exec,
+                                                         const matrix_view<const Real>& logp,
                                                          const matrix_view<const Real>& old_logp,
                                                          const matrix_view<const Mask>& mask,
-                                                         const sample_scores& scores) {
-  detail::check_likelihood_displacement(logp, old_logp, mask, scores);
-  const index_t B = logp.rows, T = logp.cols;
-  likelihood_displacement r;
-  double decreased = 0.0;
-  for (index_t b = 0; b < B; ++b) {
-    if (!(detail::sample_total(scores, mask, b) > 0.0)) continue;
-    double change = 0.0;
-    for (index_t t = 0; t < T; ++t) {
-      if (mask(b, t) == Mask(0)) continue;
-      const double d = static_cast<double>(logp(b, t)) - static_cast<double>(old_logp(b, t));
-      if (!std::isfinite(d)) detail::raise_non_finite_displacement(b, t, d);
-      change += d;
-    }
-    ++r.positive_samples;
-    r.mean_change += change;
-    decreased += change < 0.0 ? 1.0 : 0.0;
-  }
-  if (r.positive_samples > 0) {
-    r.mean_change /= static_cast<double>(r.positive_samples);
-    r.fraction_decreased = decreased / static_cast<double>(r.positive_samples);
-  }
-  return r;
+                                                         const sample_scores& scores, workspace_view = {}) {
+  return cpu::positive_likelihood_displacement(exec, logp, old_logp, mask, scores);
+}
+
+/// Writes the result to *result (host memory).
+template <class Real, class Mask>
+void positive_likelihood_displacement_async(const host_executor& exec, const matrix_view<const Real>& logp,
+                                            const matrix_view<const Real>& old_logp,
+                                            const matrix_view<const Mask>& mask, const sample_scores& scores,
+                                            likelihood_displacement* result, workspace_view ws = {}) {
+  RESRL_EXPECTS(result != nullptr, "positive_likelihood_displacement_async: result is null");
+  *result = positive_likelihood_displacement(exec, logp, old_logp, mask, scores, ws);
 }
 
 /// Batch view of the per-group diagnostics of a token-weight call.

@@ -1,4 +1,4 @@
-// ResRL token weights (docs/spec.md §3): the public entry points.
+// ResRL token weights (docs/spec.md §3): the public entry points on the host.
 //
 // For every prompt group, the hidden states of the positive responses span a
 // rank-k subspace; each valid token of a negative response is weighted by its
@@ -19,8 +19,9 @@
 // workspace_too_small. After an exception the outputs are unspecified.
 #pragma once
 
-#include "resrl/cpu/token_weights.hpp"
 #include "resrl/base/executor.hpp"
+#include "resrl/core/group_layout.hpp"
+#include "resrl/cpu/backend.hpp"
 #include "resrl/types/token_weights.hpp"
 
 namespace resrl {
@@ -32,6 +33,7 @@ inline index_t count_groups(const grouping& groups, index_t batch) { return deta
 template <class Hidden, class Mask>
 std::size_t token_weights_workspace_size(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
                                          const token_weight_params& params = {}) {
+  RESRL_REQUIRE_PRECOMPILED(token_weights, Hidden, Mask);
   return cpu::token_weights_workspace_size(exec, in, params);
 }
 
@@ -42,6 +44,7 @@ std::size_t token_weights_workspace_size(const host_executor& exec, const token_
 template <class Hidden, class Mask>
 void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
                    const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
+  RESRL_REQUIRE_PRECOMPILED(token_weights, Hidden, Mask);
   cpu::token_weights(exec, in, params, out, ws);
 }
 
@@ -49,7 +52,7 @@ void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, 
 template <class Hidden, class Mask>
 void token_weights_async(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
                          const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
-  cpu::token_weights(exec, in, params, out, ws);
+  token_weights(exec, in, params, out, ws);
 }
 
 }  // namespace resrl

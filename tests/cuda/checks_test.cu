@@ -114,7 +114,7 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host does, with its 
     const auto gpu_message =
         message_of([&] { resrl::length_scaled_rewards_async(no_handles, rewards, l, p, o, some_workspace); });
     CHECK_THAT(gpu_message, Catch::Contains(expected));
-    CHECK(gpu_message == message_of([&] { resrl::length_scaled_rewards(rewards, l, p, o); }));
+    CHECK(gpu_message == message_of([&] { resrl::length_scaled_rewards(resrl::host_executor{}, rewards, l, p, o); }));
   };
   resrl::length_penalty_params bad;
   bad.floor = 2.0;
@@ -126,8 +126,9 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host does, with its 
       "resrl: length_scaled_rewards_async needs a workspace of length_scaled_rewards_workspace_size bytes");
 
   const auto samples = make_vector_view(fake_counts(0x4000), 2);
-  CHECK(message_of([&] { resrl::mean_pass_at_k(no_handles, samples, make_vector_view(fake_counts(0x5000), 1), 2); }) ==
-        message_of([&] { resrl::mean_pass_at_k(samples, make_vector_view(fake_counts(0x5000), 1), 2); }));
+  const auto short_correct = make_vector_view(fake_counts(0x5000), 1);
+  CHECK(message_of([&] { resrl::mean_pass_at_k(no_handles, samples, short_correct, 2); }) ==
+        message_of([&] { resrl::mean_pass_at_k(resrl::host_executor{}, samples, short_correct, 2); }));
   CHECK_THROWS_WITH(resrl::mean_pass_at_k(no_handles, {}, {}, 2), "resrl: mean_pass_at_k: no problems");
   CHECK_THROWS_WITH(resrl::mean_pass_at_k_async(no_handles, samples, samples, 2, nullptr, some_workspace),
                     Catch::Contains("result"));
@@ -139,10 +140,13 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host does, with its 
   const auto gpu_message =
       message_of([&] { resrl::positive_likelihood_displacement(no_handles, logp, narrow, mask, scores); });
   CHECK(gpu_message == "resrl: old_logp: shape (2, 2) but expected (2, 3)");
-  CHECK(gpu_message == message_of([&] { resrl::positive_likelihood_displacement(logp, narrow, mask, scores); }));
+  const resrl::host_executor host;
+  CHECK(gpu_message == message_of([&] { resrl::positive_likelihood_displacement(host, logp, narrow, mask, scores); }));
   CHECK(message_of([&] {
           resrl::positive_likelihood_displacement(no_handles, logp, logp, mask, resrl::sample_scores{});
-        }) == message_of([&] { resrl::positive_likelihood_displacement(logp, logp, mask, resrl::sample_scores{}); }));
+        }) == message_of([&] {
+          resrl::positive_likelihood_displacement(host, logp, logp, mask, resrl::sample_scores{});
+        }));
   CHECK_THROWS_WITH(
       resrl::positive_likelihood_displacement_async(no_handles, logp, logp, mask, scores, nullptr, some_workspace),
       Catch::Contains("result"));
@@ -201,4 +205,33 @@ TEST_CASE("cuda limits: more sketch columns than the randomized solver takes are
   q.oversampling = 250;  // q = min(64 + 250, min(300, 512))
   CHECK_THROWS_WITH(resrl::token_weights_async(no_handles, c.in, q, c.out, some_workspace),
                     Catch::Contains("300 sketch columns"));
+}
+
+TEST_CASE("cuda group plans: an empty batch matches any grouping of it", "[cuda][checks]") {
+  // rollout_n plans upload nothing: no CUDA call, so this runs without a device.
+  for (std::int64_t n : {4, 1, 0}) {
+    INFO("rollout_n " << n);
+    const auto plan = resrl::cuda::make_group_plan(no_handles, resrl::grouping::by_rollout(n), 0);
+    CHECK(plan.groups() == 0);
+    CHECK(plan.rollout_n() == n);
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_rollout(n), 0));
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_rollout(3), 0));
+    CHECK_NOTHROW(plan.check_matches(resrl::grouping::by_ids(nullptr, 0), 0));
+    CHECK_THROWS_WITH(plan.check_matches(resrl::grouping::by_rollout(2), 4), Catch::Contains("batch of 0 samples"));
+    // Through the call: past the plan check, up to the (missing) handles.
+    resrl::token_weight_inputs<float, float> in;
+    in.hidden = resrl::make_tensor3_view<const float>(nullptr, 0, 6, 8);
+    in.response_mask = resrl::make_matrix_view<const float>(nullptr, 0, 6);
+    in.scores = resrl::sample_scores::of_samples(nullptr, 0);
+    in.groups = resrl::grouping::by_rollout(n);
+    resrl::token_weight_outputs out;
+    out.weights = resrl::make_matrix_view<float>(nullptr, 0, 6);
+    CHECK_THROWS_WITH(resrl::token_weights_async(no_handles, plan, in, {}, out, some_workspace),
+                      Catch::Contains("cuda_executor.cublas is null"));
+  }
+  // A plan of a non-empty batch still tells rollout_n from ids.
+  const auto plan = resrl::cuda::make_group_plan(no_handles, resrl::grouping::by_rollout(2), 4);
+  CHECK(plan.groups() == 2);
+  std::vector<std::int64_t> ids{0, 0, 1, 1};
+  CHECK_THROWS_WITH(plan.check_matches(resrl::grouping::by_ids(ids.data(), 4), 4), Catch::Contains("rollout_n grouping"));
 }

@@ -54,13 +54,13 @@ void store(dtype t, unsigned char* dst, float v) {
   }
 }
 
+/// The CPU backend on hidden states of type Hidden at `data` (x's layout).
 template <class Hidden>
-result run_cpu(const host_call& c, const resrl::token_weight_params& p) {
+result run_cpu(const host_call& c, const resrl::token_weight_params& p, const Hidden* data) {
   const host_hidden& x = *c.hidden;
   const std::int64_t B = x.B, T = x.T;
   resrl::token_weight_inputs<Hidden, float> in;
-  in.hidden = resrl::make_tensor3_view(reinterpret_cast<const Hidden*>(x.bytes.data()), B, T, x.H, x.sample_stride,
-                                       x.token_stride);
+  in.hidden = resrl::make_tensor3_view(data, B, T, x.H, x.sample_stride, x.token_stride);
   in.response_mask = resrl::make_matrix_view(c.mask, B, T);
   in.scores = c.per_token_scores ? resrl::sample_scores::of_tokens(c.scores, B, T)
                                  : resrl::sample_scores::of_samples(c.scores, B);
@@ -77,14 +77,19 @@ result run_cpu(const host_call& c, const resrl::token_weight_params& p) {
   return r;
 }
 
-double read(const host_hidden& x, std::int64_t b, std::int64_t t, std::int64_t h) {
-  const unsigned char* p = x.bytes.data() + (b * x.sample_stride + t * x.token_stride + h) * size_of(x.type);
+/// Element `i` of x's storage (padding included), widened to double.
+double read(const host_hidden& x, std::int64_t i) {
+  const unsigned char* p = x.bytes.data() + i * static_cast<std::int64_t>(size_of(x.type));
   switch (x.type) {
     case dtype::f32: { float v; std::memcpy(&v, p, 4); return v; }
     case dtype::f16: { Eigen::half v; std::memcpy(&v, p, 2); return static_cast<float>(v); }
     case dtype::bf16: { Eigen::bfloat16 v; std::memcpy(&v, p, 2); return static_cast<float>(v); }
   }
   return 0;
+}
+
+double read(const host_hidden& x, std::int64_t b, std::int64_t t, std::int64_t h) {
+  return read(x, b * x.sample_stride + t * x.token_stride + h);
 }
 
 }  // namespace
@@ -116,12 +121,20 @@ void set_hidden(host_hidden& x, std::int64_t b, std::int64_t t, std::int64_t h, 
 }
 
 result cpu_token_weights(const host_call& call, const resrl::token_weight_params& params) {
+  const unsigned char* data = call.hidden->bytes.data();
   switch (call.hidden->type) {
-    case dtype::f16: return run_cpu<Eigen::half>(call, params);
-    case dtype::bf16: return run_cpu<Eigen::bfloat16>(call, params);
+    case dtype::f16: return run_cpu(call, params, reinterpret_cast<const Eigen::half*>(data));
+    case dtype::bf16: return run_cpu(call, params, reinterpret_cast<const Eigen::bfloat16*>(data));
     case dtype::f32: break;
   }
-  return run_cpu<float>(call, params);
+  return run_cpu(call, params, reinterpret_cast<const float*>(data));
+}
+
+result cpu_token_weights_fp64(const host_call& call, const resrl::token_weight_params& params) {
+  const host_hidden& x = *call.hidden;
+  std::vector<double> wide(x.bytes.size() / size_of(x.type));  // same layout; padding stays NaN
+  for (std::size_t i = 0; i < wide.size(); ++i) wide[i] = read(x, static_cast<std::int64_t>(i));
+  return run_cpu(call, params, wide.data());
 }
 
 std::vector<double> spectrum_gaps(const host_call& c, const resrl::token_weight_params& params) {

@@ -65,6 +65,9 @@ struct result {
 
 /// The CPU backend (host_executor) on the same inputs.
 result cpu_token_weights(const host_call& call, const resrl::token_weight_params& params);
+/// The same with the hidden states widened to double: the CPU's fp64 path
+/// (math in double) on identical values.
+result cpu_token_weights_fp64(const host_call& call, const resrl::token_weight_params& params);
 
 /// sigma_k / sigma_k+1 of each group's centred positive tokens (double
 /// reference, no subsampling; infinity when k is the full rank, NaN for a

@@ -44,6 +44,22 @@ TEST_CASE("device_status: keys order checks like the host backend", "[cuda][stat
   CHECK(input_key(3, 4, T, check::dlogp_overflow) < input_key(3, 5, T, check::logp));
 }
 
+TEST_CASE("device_status: hidden-state keys follow the host backend's reading order", "[cuda][status]") {
+  using resrl::cuda::hidden_key;
+  using resrl::cuda::hidden_token;
+  // Groups in order of first appearance, whatever the samples' positions.
+  CHECK(hidden_key(0, true, 900) < hidden_key(1, false, 3));
+  // In a group, the kept positives before the negatives.
+  CHECK(hidden_key(2, false, 500) < hidden_key(2, true, 1));
+  // In a pass, the lowest b * T + t.
+  CHECK(hidden_key(2, true, 40) < hidden_key(2, true, 41));
+  // The token comes back at the CUDA limits (2^31 - 2 tokens, 65535 groups).
+  const std::int64_t last = (std::int64_t{1} << 31) - 2;
+  CHECK(hidden_token(hidden_key(65534, true, last)) == last);
+  CHECK(hidden_token(hidden_key(65534, false, 0)) == 0);
+  CHECK(hidden_key(65534, true, last) < device_status::none);
+}
+
 TEST_CASE("device_status: each recorded problem throws the host backend's exception", "[cuda][status]") {
   auto s = make(status_call::token_weights, 4, 8);
   s.input = input_key(2, -1, 8, check::score);
@@ -54,7 +70,7 @@ TEST_CASE("device_status: each recorded problem throws the host backend's except
   CHECK_THROWS_WITH(resrl::cuda::throw_if_failed(s), Catch::Contains("scores.per_token[3, 5]"));
 
   s = make(status_call::token_weights, 4, 8);
-  s.hidden = 3 * 8 + 6;
+  s.hidden = resrl::cuda::hidden_key(1, true, 3 * 8 + 6);
   CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
   CHECK_THROWS_WITH(resrl::cuda::throw_if_failed(s), Catch::Contains("sample 3, token 6"));
   s.input = input_key(0, -1, 8, check::score);  // bad inputs are reported before hidden states
@@ -97,7 +113,7 @@ TEST_CASE("device_status: calls that show values in their messages throw the hos
   std::vector<float> rewards = {1.0f, 1.0f, 1.0f}, out(3);
   std::vector<std::int64_t> lengths = {5, 5, -3};
   const auto host_rewards = [&] {
-    resrl::length_scaled_rewards(make_vector_view<const float>(rewards.data(), 3),
+    resrl::length_scaled_rewards(resrl::host_executor{}, make_vector_view<const float>(rewards.data(), 3),
                                  make_vector_view<const std::int64_t>(lengths.data(), 3), {},
                                  make_vector_view(out.data(), 3));
   };
@@ -117,7 +133,7 @@ TEST_CASE("device_status: calls that show values in their messages throw the hos
   std::vector<std::int64_t> samples = {4, 4}, correct = {1, 5};
   std::int64_t k = 2;
   const auto host_pass = [&] {
-    resrl::mean_pass_at_k(make_vector_view<const std::int64_t>(samples.data(), 2),
+    resrl::mean_pass_at_k(resrl::host_executor{}, make_vector_view<const std::int64_t>(samples.data(), 2),
                           make_vector_view<const std::int64_t>(correct.data(), 2), k);
   };
   s = make(status_call::mean_pass_at_k, 2, 0);
@@ -144,7 +160,7 @@ TEST_CASE("device_status: calls that show values in their messages throw the hos
   CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
   CHECK(throws(s) == message_of([&] {
           resrl::positive_likelihood_displacement(
-              make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
+              resrl::host_executor{}, make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
               make_matrix_view(mask.data(), 2, 3), resrl::sample_scores::of_samples(scores.data(), 2));
         }));
   s.input = input_key(1, -1, 3, check::score);  // scores share the other calls' decoding

@@ -8,54 +8,77 @@
 #include "resrl/types/advantages.hpp"
 #include "resrl/core/advantages_checks.hpp"
 #include "resrl/core/group_layout.hpp"
+#include "resrl/core/grpo.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/base/executor.hpp"
+#include "resrl/cpu/entry_points.hpp"
 
 namespace resrl::cpu {
+namespace detail {
+
+/// The buffers of one grpo_advantages call, carved from its workspace.
+struct grpo_buffers {
+  ::resrl::detail::group_layout layout;
+  double* totals = nullptr;     // B: outcome score of each sample
+  double* advantage = nullptr;  // B: its advantage
+};
+
+inline grpo_buffers carve_grpo(::resrl::detail::workspace_arena& arena, const grouping& groups, index_t batch) {
+  grpo_buffers b;
+  b.layout = ::resrl::detail::build_group_layout(groups, batch, arena);
+  b.totals = arena.take<double>(static_cast<std::size_t>(batch));
+  b.advantage = arena.take<double>(static_cast<std::size_t>(batch));
+  return b;
+}
+
+}  // namespace detail
 
 template <class Mask>
-void grpo_advantages(const host_executor&, const sample_scores& scores, const matrix_view<const Mask>& mask,
-                     const grouping& groups, const grpo_params& p, const matrix_view<float>& out) {
+std::size_t grpo_advantages_workspace_size(const host_executor&, const sample_scores& scores,
+                                           const matrix_view<const Mask>& mask, const grouping& groups,
+                                           const grpo_params& p) {
+  ::resrl::detail::check_grpo_inputs(scores, mask, groups, p);
+  ::resrl::detail::workspace_arena measure;
+  detail::carve_grpo(measure, groups, mask.rows);
+  return ::resrl::detail::workspace_arena::padded(measure.used());
+}
+
+template <class Mask>
+void grpo_advantages(const host_executor& exec, const sample_scores& scores, const matrix_view<const Mask>& mask,
+                     const grouping& groups, const grpo_params& p, const matrix_view<float>& out, workspace_view ws) {
   ::resrl::detail::check_grpo_inputs(scores, mask, groups, p);
   const index_t B = mask.rows, T = mask.cols;
   ::resrl::detail::check_output_matrix(out, "advantages", B, T);
-
-  std::vector<double> s(static_cast<std::size_t>(B));
-  for (index_t b = 0; b < B; ++b) s[static_cast<std::size_t>(b)] = ::resrl::detail::sample_total(scores, mask, b);
-  ::resrl::detail::workspace_arena measure;
-  ::resrl::detail::build_group_layout(groups, B, measure);
-  std::vector<std::byte> buffer(::resrl::detail::workspace_arena::padded(measure.used()));
-  auto arena = ::resrl::detail::make_aligned_arena(buffer.data(), buffer.size());
-  const auto layout = ::resrl::detail::build_group_layout(groups, B, arena);
-
-  std::vector<double> advantage(static_cast<std::size_t>(B), 0.0);
-  const auto score = [&](index_t i) { return s[static_cast<std::size_t>(layout.members[i])]; };
+  if (ws.data == nullptr) {
+    std::vector<std::byte> owned(cpu::grpo_advantages_workspace_size(exec, scores, mask, groups, p));
+    cpu::grpo_advantages(exec, scores, mask, groups, p, out, workspace_view{owned.data(), owned.size()});
+    return;
+  }
+  auto arena = ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
+  const detail::grpo_buffers buffers = detail::carve_grpo(arena, groups, B);
+  const auto& layout = buffers.layout;
+  double* const s = buffers.totals;
+  double* const advantage = buffers.advantage;
+  for (index_t b = 0; b < B; ++b) {
+    s[b] = ::resrl::detail::sample_total(scores, mask, b);
+    advantage[b] = 0.0;
+  }
+  const ::resrl::detail::indexed_scores score{s, layout.members};
   for (index_t g = 0; g < layout.count; ++g) {
-    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
-    // Moments of the scores shifted by the first one: equal scores give
-    // exactly 0 deviations, so std = 0 and A = 0 (never 0 / 0).
-    const double shift = n > 1 ? score(begin) : 0.0;
-    double mean = 0.0, std_dev = 1.0;
-    if (n > 1) {
-      for (index_t i = begin; i < end; ++i) mean += score(i) - shift;
-      mean /= static_cast<double>(n);
-      double ss = 0.0;
-      for (index_t i = begin; i < end; ++i) ss += (score(i) - shift - mean) * (score(i) - shift - mean);
-      std_dev = std::sqrt(ss / static_cast<double>(n - 1));
-    }
-    const double denominator = p.normalize_by_std ? std_dev + p.epsilon : 1.0;
+    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1];
+    const auto stats = ::resrl::detail::grpo_group_statistics(score, begin, end);
     for (index_t i = begin; i < end; ++i) {
-      const auto b = static_cast<std::size_t>(layout.members[i]);
-      const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;  // 0: equal scores, eps 0
+      const index_t b = layout.members[i];
+      const double a = ::resrl::detail::grpo_advantage(stats, score(i), p);
       if (!(std::abs(a) <= std::numeric_limits<float>::max()))
         ::resrl::detail::raise("advantage of sample ", b, " is ", a, ": beyond the float range (score ", s[b],
-                               ", group mean ", mean + shift, ", std ", std_dev, ")");
+                               ", group mean ", stats.group_mean(), ", std ", stats.std_dev, ")");
       advantage[b] = a;
     }
   }
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < T; ++t)
-      out(b, t) = mask(b, t) != Mask(0) ? static_cast<float>(advantage[static_cast<std::size_t>(b)]) : 0.0f;
+      out(b, t) = mask(b, t) != Mask(0) ? static_cast<float>(advantage[b]) : 0.0f;
 }
 
 template <class Mask>

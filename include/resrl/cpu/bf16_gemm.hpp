@@ -20,16 +20,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "resrl/cpu/parallel.hpp"
 #include "resrl/base/views.hpp"
+#include "resrl/cpu/features.hpp"
+#include "resrl/cpu/parallel.hpp"
 
-#if !defined(RESRL_DISABLE_BF16_GEMM) && defined(__x86_64__) && \
-    (defined(__clang__) ? (__clang_major__ >= 9) : (defined(__GNUC__) && __GNUC__ >= 10))
-#define RESRL_CPU_BF16_GEMM 1
+#if RESRL_CPU_BF16_GEMM
 #include <immintrin.h>
-#define RESRL_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
-#else
-#define RESRL_CPU_BF16_GEMM 0
 #endif
 
 #if defined(__CUDACC__) || !(defined(__GNUC__) || defined(__clang__))
@@ -40,22 +36,6 @@
 #endif
 
 namespace resrl::cpu {
-
-/// True when this CPU runs the bf16 GEMMs (AVX512-BF16, with OS support for
-/// AVX-512 state) and this compiler can build them. Otherwise
-/// gemm_precision::bf16 runs full-precision GEMMs; group_diagnostics.bf16_gemms
-/// says which ran.
-inline bool bf16_gemm_supported() {
-#if RESRL_CPU_BF16_GEMM
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                                __builtin_cpu_supports("avx512bf16");
-  return supported;
-#else
-  return false;
-#endif
-}
-
 namespace detail {
 
 inline constexpr index_t bf16_panel_rows = 12;  // 12 x 32 fp32 accumulators = 24 zmm registers

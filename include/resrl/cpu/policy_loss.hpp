@@ -9,6 +9,8 @@
 #include "resrl/core/policy_loss_checks.hpp"
 #include "resrl/core/policy_loss_math.hpp"
 #include "resrl/base/executor.hpp"
+#include "resrl/base/workspace_arena.hpp"
+#include "resrl/cpu/entry_points.hpp"
 #include "resrl/types/policy_loss.hpp"
 
 namespace resrl::cpu {
@@ -22,29 +24,48 @@ void check_finite_at(const matrix_view<const Real>& v, index_t b, index_t t, con
                                              " at a valid token (values must be finite)");
 }
 
+/// The per-row valid-token counts of one call, carved from its workspace.
+inline index_t* carve_row_tokens(::resrl::detail::workspace_arena& arena, index_t batch) {
+  return arena.take<index_t>(static_cast<std::size_t>(batch));
+}
+
 }  // namespace detail
 
 template <class Real, class Mask>
-policy_loss_result policy_loss(const host_executor&, const policy_loss_inputs<Real, Mask>& in,
-                               const policy_loss_params& p, const policy_loss_gradients<Real>& grad = {}) {
+std::size_t policy_loss_workspace_size(const host_executor&, const policy_loss_inputs<Real, Mask>& in) {
+  ::resrl::detail::workspace_arena measure;
+  detail::carve_row_tokens(measure, in.logp.rows);
+  return ::resrl::detail::workspace_arena::padded(measure.used());
+}
+
+template <class Real, class Mask>
+policy_loss_result policy_loss(const host_executor& exec, const policy_loss_inputs<Real, Mask>& in,
+                               const policy_loss_params& p, const policy_loss_gradients<Real>& grad,
+                               workspace_view ws) {
   ::resrl::detail::check_policy_loss_inputs(in, p);
   const index_t B = in.logp.rows, T = in.logp.cols;
   ::resrl::detail::check_policy_loss_gradients(grad, B, T);
 
+  if (ws.data == nullptr) {
+    std::vector<std::byte> owned(cpu::policy_loss_workspace_size(exec, in));
+    return cpu::policy_loss(exec, in, p, grad, workspace_view{owned.data(), owned.size()});
+  }
+  auto arena = ::resrl::detail::make_aligned_arena(ws.data, ws.bytes);
+  index_t* const row_tokens = detail::carve_row_tokens(arena, B);
   const auto valid = [&](index_t b, index_t t) { return in.response_mask(b, t) != Mask(0); };
-  std::vector<index_t> row_tokens(static_cast<std::size_t>(B), 0);
   index_t total = 0;
   for (index_t b = 0; b < B; ++b) {
+    row_tokens[b] = 0;
     for (index_t t = 0; t < T; ++t)
-      if (valid(b, t)) ++row_tokens[static_cast<std::size_t>(b)];
-    total += row_tokens[static_cast<std::size_t>(b)];
+      if (valid(b, t)) ++row_tokens[b];
+    total += row_tokens[b];
   }
 
   policy_loss_result r;
   r.tokens = total;
   double clipped = 0, clipped_lower = 0, kl_sum = 0;
   for (index_t b = 0; b < B; ++b) {
-    const double w = ::resrl::detail::aggregation_weight(p.aggregation, row_tokens[static_cast<std::size_t>(b)],
+    const double w = ::resrl::detail::aggregation_weight(p.aggregation, row_tokens[b],
                                                          total, B, T);
     for (index_t t = 0; t < T; ++t) {
       if (!valid(b, t)) {

@@ -68,11 +68,12 @@ inline device_groups packed_view(const std::int64_t* device_data, index_t batch,
   return v;
 }
 
+/// rollout_n grouping; an empty batch may come with any rollout_n, even 0.
 inline device_groups rollout_view(index_t batch, index_t rollout_n) {
   device_groups v;
   v.batch = batch;
   v.rollout_n = rollout_n;
-  v.count = batch / rollout_n;
+  v.count = batch > 0 ? batch / rollout_n : 0;
   v.max_size = v.count > 0 ? rollout_n : 0;
   return v;
 }
@@ -132,6 +133,7 @@ class group_plan {
   /// plan avoids).
   void check_matches(const grouping& groups, index_t batch) const {
     RESRL_EXPECTS(batch == view_.batch, "group_plan: built for a batch of ", view_.batch, " samples, used with ", batch);
+    if (batch == 0) return;  // no samples, no groups: every grouping of an empty batch is the same layout
     RESRL_EXPECTS(groups.ids.present() == (view_.rollout_n == 0) && (groups.ids.present() || groups.rollout_n == view_.rollout_n),
                   "group_plan: built for ", view_.rollout_n ? "rollout_n grouping" : "group ids",
                   " but the inputs' grouping differs (rebuild the plan with make_group_plan)");
@@ -150,8 +152,7 @@ inline group_plan make_group_plan(const cuda_executor& exec, const grouping& gro
   ::resrl::detail::check_grouping(groups, batch);
   group_plan plan;
   if (!groups.ids.present()) {
-    plan.view_ = batch == 0 ? device_groups{} : detail::rollout_view(batch, groups.rollout_n);
-    plan.view_.batch = batch;
+    plan.view_ = detail::rollout_view(batch, groups.rollout_n);
     return plan;
   }
   const detail::packed_layout packed = detail::pack_group_layout(groups, batch);

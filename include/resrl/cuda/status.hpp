@@ -35,7 +35,9 @@ enum class status_call : std::int32_t {
 ///    token t; positions >= B * (T + 1) are checks made after all rows. The
 ///    check number is the order of the checks at one position (per call,
 ///    see input_check_name).
-///  - `hidden`: a NaN/Inf in a hidden state the computation read: b * T + t.
+///  - `hidden`: a NaN/Inf in a hidden state the computation read: key
+///    hidden_key(group, negative, b * T + t), ordered as the host backend
+///    reads tokens.
 ///  - `solver`: a failed eigensolver call: (group << 32) | info.
 /// Calls whose host message shows the offending values (length-scaled
 /// rewards, pass@k, likelihood displacement) copy them into `value` and
@@ -102,6 +104,21 @@ RESRL_HD inline input_site input_site_of(unsigned long long key, index_t tokens)
           static_cast<int>(key & 15u)};
 }
 
+/// Ordering key of a non-finite hidden state of token_weights. The host
+/// backend reads group by group (in order of first appearance), in a group
+/// the kept positive tokens before the negative ones, and names the lowest
+/// b * T + t of the first pass that holds one: (group, side, token) in that
+/// order. B x T < 2^31 - 1 and groups <= 65535 (CUDA limits) make it fit.
+RESRL_HD inline constexpr unsigned long long hidden_key(index_t group, bool negative, index_t token) {
+  return (static_cast<unsigned long long>(group) << 32) | (static_cast<unsigned long long>(negative ? 1 : 0) << 31) |
+         static_cast<unsigned long long>(token);
+}
+
+/// The flat token b * T + t of a hidden_key.
+RESRL_HD inline constexpr index_t hidden_token(unsigned long long key) {
+  return static_cast<index_t>(key & 0x7fffffffull);
+}
+
 /// Throws what the host backend would have thrown for the first problem
 /// recorded: bad input values first (the host checks them first), then
 /// non-finite hidden states, then solver failures. Does nothing when ok().
@@ -152,8 +169,8 @@ inline void throw_if_failed(const device_status& s) {
     raise<error>("device status: unknown input check ", check, " of call ", s.call);
   }
   if (s.hidden != device_status::none) {
-    const auto T = static_cast<unsigned long long>(s.tokens > 0 ? s.tokens : 1);
-    raise<non_finite_input>("hidden: NaN or Inf in the hidden state of sample ", s.hidden / T, ", token ", s.hidden % T,
+    const index_t T = s.tokens > 0 ? s.tokens : 1, token = hidden_token(s.hidden);
+    raise<non_finite_input>("hidden: NaN or Inf in the hidden state of sample ", token / T, ", token ", token % T,
                             " (hidden states must be finite)");
   }
   if (s.solver != device_status::none) {

@@ -69,6 +69,11 @@ __device__ inline double warp_all_sum(double x) {
   return x;  // every lane
 }
 
+__device__ inline float warp_all_max(float x) {
+  for (int offset = 16; offset > 0; offset >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;  // every lane
+}
+
 __device__ inline double block_sum(double x) {
   __shared__ double partial[32];
   __shared__ double total;

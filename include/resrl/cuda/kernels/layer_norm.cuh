@@ -3,23 +3,38 @@
 // of the normalised positive tokens once, and every GEMM pass re-creates the
 // rows it needs in a fixed-size staging chunk.
 //
-// Rounding follows the host backend: statistics in double (inputs up to
-// FLT_MAX are fine), the normalised value (x - mean) * rstd and the centring
-// in fp32.
+// Rounding follows the host backend: statistics in double, the normalised
+// value (x - mean) * rstd and the centring in fp32. Rows with max|x| >= 2^64
+// (where the host's fp32 statistics overflow and it rescales by max|x|) are
+// normalised as x * 2^k with max|x| 2^k < 2^32: unscaled, x - mean could
+// overflow fp32 near FLT_MAX and rstd would fall into the subnormals (or to
+// 0 under flush-to-zero), silently zeroing a finite token. A power of two
+// keeps the scaling exact; 2^k >= 2^-96 and rstd stay normal floats.
 #pragma once
 
 #include "resrl/cuda/kernels/token_lists.cuh"
 
 namespace resrl::cuda::detail {
 
-/// Layer-norm statistics of one token; rstd == 0 marks a token holding
-/// NaN or Inf (its rows are staged as zeros, its group keeps weight 1).
+/// Layer-norm statistics of one token, for normalise(); rstd == 0 marks a
+/// token holding NaN or Inf (its rows are staged as zeros, its group keeps
+/// weight 1). Finite tokens have rstd > 0.
 struct row_stats {
-  float mean;
-  float rstd;
+  float mean;   // of x * scale
+  float rstd;   // of x * scale
+  float scale;  // 1, or 2^k for a row with max|x| >= 2^64
 };
 
-__device__ inline float normalise(float x, row_stats s) { return (x - s.mean) * s.rstd; }
+__device__ inline float normalise(float x, row_stats s) { return (x * s.scale - s.mean) * s.rstd; }
+
+/// Statistics of a finite row from its moments and max|x|, all in double.
+__device__ inline row_stats finite_row_stats(double mean, double var, double peak) {
+  const double scale = peak >= 0x1p64 ? ldexp(1.0, 31 - ilogb(peak)) : 1.0;
+  // layernorm(x) = (x s - mean s) / sqrt(var s^2 + eps s^2); even for a
+  // constant row (var = 0) this rstd stays below 1 / sqrt(eps) 2^96.
+  const double rstd = 1.0 / (sqrt(var + token_weight_constants::layer_norm_eps) * scale);
+  return {static_cast<float>(mean * scale), static_cast<float>(rstd), static_cast<float>(scale)};
+}
 
 /// Token list entry `row` of group g for a statistics pass: positive rows
 /// [0, max_used) then negative rows [max_used, max_used + max_negatives).
@@ -34,7 +49,8 @@ struct stats_rows {
 
 /// One warp per listed token of a weighted group: mean and 1 / sqrt(var +
 /// eps) over its H features (biased variance), in double. A NaN/Inf is
-/// recorded (smallest b * T + t) and fails the group.
+/// recorded (first in the host backend's reading order, see hidden_key) and
+/// fails the group.
 template <class Hidden>
 __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state* states, index_t group_count,
                                  stats_rows rows, device_status* status) {
@@ -52,7 +68,13 @@ __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state*
     const index_t token = (is_positive ? rows.positive_list : rows.negative_list)[s.segment + i];
     const Hidden* x = hidden.row(token / T, token % T);
     double sum = 0.0;
-    for (index_t h = lane; h < H; h += 32) sum += to_float(x[h]);
+    float peak = 0.0f;
+    for (index_t h = lane; h < H; h += 32) {
+      const float v = to_float(x[h]);
+      sum += v;
+      peak = fmaxf(peak, fabsf(v));
+    }
+    peak = warp_all_max(peak);
     const double mean = warp_all_sum(sum) / static_cast<double>(H);
     double squares = 0.0;
     for (index_t h = lane; h < H; h += 32) {
@@ -60,12 +82,11 @@ __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state*
       squares += d * d;
     }
     const double var = warp_all_sum(squares) / static_cast<double>(H);
-    row_stats out{0.0f, 0.0f};
+    row_stats out{0.0f, 0.0f, 1.0f};
     if (is_finite(mean) && is_finite(var)) {
-      out.mean = static_cast<float>(mean);
-      out.rstd = static_cast<float>(1.0 / sqrt(var + token_weight_constants::layer_norm_eps));
+      out = finite_row_stats(mean, var, peak);
     } else if (lane == 0) {
-      record_min(&status->hidden, static_cast<unsigned long long>(token));
+      record_min(&status->hidden, hidden_key(g, !is_positive, token));
       atomicOr(&states[g].failed, failed_non_finite);
     }
     if (lane == 0) (is_positive ? rows.positive_stats : rows.negative_stats)[s.segment + i] = out;
@@ -134,7 +155,7 @@ __global__ void stage_rows_kernel(tensor3_view<const Hidden> hidden, const group
     Out* row = out + (g * chunk + i) * H;
     const index_t r = first + i;
     const index_t count = src.negative ? s.negatives : s.used;
-    row_stats st{0.0f, 0.0f};
+    row_stats st{0.0f, 0.0f, 1.0f};
     index_t token = 0;
     if (r < count) {
       token = src.list[s.segment + r];
