@@ -7,8 +7,11 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "gpu_support.cuh"
+#include "resrl/advantages.cuh"
 
 using namespace cuda_test;
 
@@ -182,8 +185,57 @@ TEST_CASE("errors: a NaN in a read hidden state throws non_finite_input naming i
   CHECK(other_group_weighted);
   resrl::cuda::device_status status;
   RESRL_CUDA_CHECK(cudaMemcpy(&status, resrl::cuda::status_of(ws.view()), sizeof status, cudaMemcpyDeviceToHost));
-  CHECK(status.hidden == static_cast<unsigned long long>(6 * s.b.T + 2));
+  CHECK(resrl::cuda::hidden_token(status.hidden) == 6 * s.b.T + 2);
   CHECK_THROWS_AS(resrl::cuda::check_status(g.exec(), ws.view()), resrl::non_finite_input);
+}
+
+TEST_CASE("errors: with several NaN hidden states the GPU names the token the CPU names", "[cuda][contract][errors]") {
+  // The CPU reads group by group (order of first appearance), in a group the
+  // kept positives before the negatives, and names the lowest (sample,
+  // token) of the first pass holding a NaN: not always the lowest overall.
+  const gpu g;
+  // Interleaved groups: group 0 (first appearance) is samples 0, 3, 6, 9,
+  // group 1 is 1, 4, 7, 10, group 2 is 2, 5, 8, 11; positives (score 1) are
+  // samples 0, 1, 4, 5, 8, 9.
+  const std::vector<std::int64_t> ids{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+  struct bad_token {
+    std::int64_t sample, token;
+  };
+  struct scenario {
+    const char* what;
+    std::vector<bad_token> nans;
+    std::int64_t max_positive_tokens;
+  };
+  const std::vector<scenario> scenarios = {
+      {"first group before a lower sample of a later group", {{4, 2}, {9, 3}}, 4096},
+      {"positives before negatives of the same group", {{3, 1}, {9, 5}}, 4096},
+      {"lowest (sample, token) within a pass", {{6, 5}, {3, 7}, {6, 1}}, 4096},
+      {"a later group when the first has none", {{11, 0}, {7, 4}}, 4096},
+      {"subsampling: only the kept positives are read", {{0, 0}, {0, 1}, {0, 2}, {3, 9}}, 6},
+  };
+  for (const scenario& sc : scenarios) {
+    INFO(sc.what);
+    small_case t(14);
+    t.c.group_ids = ids.data();
+    for (const bad_token& n : sc.nans) {
+      REQUIRE(t.b.mask[n.sample * t.b.T + n.token] != 0.0f);
+      set_hidden(t.x, n.sample, n.token, 3, std::numeric_limits<float>::quiet_NaN());
+    }
+    auto p = small_params();
+    p.max_positive_tokens = sc.max_positive_tokens;
+    const auto message = [](auto&& call) -> std::string {
+      try {
+        call();
+      } catch (const resrl::non_finite_input& e) {
+        return e.what();
+      }
+      return "no error";
+    };
+    const std::string want = message([&] { cpu_token_weights(t.c, p); });
+    const std::string got = message([&] { gpu_token_weights(g, t.c, p); });
+    CHECK_THAT(want, Catch::Contains("hidden: NaN or Inf"));
+    CHECK(got == want);
+  }
 }
 
 TEST_CASE("errors: a NaN score throws non_finite_input naming the sample; NaN where masked is ignored",
@@ -351,9 +403,23 @@ TEST_CASE("empty and degenerate batches: B = 0, T = 0, no weighted group", "[cud
   CHECK(got.weights == want.weights);
   REQUIRE(got.groups.size() == 2);
   CHECK(got.groups[0].skipped == want.groups[0].skipped);
-  // B = 0.
+  // B = 0, with any grouping: nothing to do on every path (plan or not, sync or async).
   resrl::token_weight_inputs<float, float> in;
-  in.groups = resrl::grouping::by_rollout(4);
   in.scores = resrl::sample_scores::of_samples(nullptr, 0);
-  CHECK_NOTHROW(resrl::token_weights(g.exec(), in, {}, {}));
+  for (const resrl::grouping& grouping :
+       {resrl::grouping::by_rollout(4), resrl::grouping::by_rollout(0), resrl::grouping::by_ids(nullptr, 0)}) {
+    INFO("rollout_n " << grouping.rollout_n);
+    in.groups = grouping;
+    CHECK_NOTHROW(resrl::token_weights(g.exec(), in, {}, {}));
+    const auto plan = resrl::cuda::make_group_plan(g.exec(), in.groups, 0);
+    device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(g.exec(), in, {}));
+    CHECK_NOTHROW(resrl::token_weights_async(g.exec(), plan, in, {}, {}, ws.view()));
+    CHECK_NOTHROW(resrl::token_weights_async(g.exec(), in, {}, {}, ws.view()));
+    CHECK(resrl::cuda::check_status(g.exec(), ws.view()).ok());
+    const auto mask = resrl::make_matrix_view<const float>(nullptr, 0, 5);
+    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), in.scores, mask, grouping));
+    CHECK_NOTHROW(resrl::grpo_advantages_async(g.exec(), plan, in.scores, mask, {},
+                                               resrl::make_matrix_view<float>(nullptr, 0, 5), grpo_ws.view()));
+    CHECK(resrl::cuda::check_status(g.exec(), grpo_ws.view()).ok());
+  }
 }
