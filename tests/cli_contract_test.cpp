@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli_support.hpp"
@@ -47,16 +48,48 @@ TEST_CASE("cli contract: token-weights settings outside their ranges", "[cli][co
   const batch in;
   write_inputs(dir, in, in.hidden);
   const auto tw = [&](const std::string& flags) { return token_weights_args(dir, "--rollout-n 3 " + flags); };
-  rejected(dir, tw("--q-low 0.9"), "quantile_low (0.9) must not exceed quantile_high (0.8)");
-  rejected(dir, tw("--q-high 1.5"), "quantile_high must be in [0, 1], got 1.5");
-  rejected(dir, tw("--q-low -0.1"), "quantile_low must be in [0, 1], got -0.1");
-  rejected(dir, tw("--q-low nan"), "quantile_low must be in [0, 1], got nan");
-  rejected(dir, tw("--min-weight 1.5"), "min_weight must be in [0, 1], got 1.5");
-  rejected(dir, tw("--min-weight -0.1"), "min_weight must be in [0, 1], got -0.1");
-  rejected(dir, tw("--niter -1"), "power_iterations must be >= 0, got -1");
-  rejected(dir, tw("--max-pos-tokens 3"), "max_positive_tokens must be >= 4, got 3");
-  rejected(dir, tw("--oversample -1"), "oversampling must be >= 0, got -1");
+  rejected(dir, tw("--q-low 0.9"), "--q-low: must be <= --q-high (0.8), got 0.9");
+  rejected(dir, tw("--q-high 1.5"), "--q-high: must be in [0, 1], got 1.5");
+  rejected(dir, tw("--q-low -0.1"), "--q-low: must be in [0, 1], got -0.1");
+  rejected(dir, tw("--q-low nan"), "--q-low: must be in [0, 1], got nan");
+  rejected(dir, tw("--min-weight 1.5"), "--min-weight: must be in [0, 1], got 1.5");
+  rejected(dir, tw("--min-weight -0.1"), "--min-weight: must be in [0, 1], got -0.1");
+  rejected(dir, tw("--niter -1"), "--niter: must be >= 0, got -1");
+  rejected(dir, tw("--max-pos-tokens 3"), "--max-pos-tokens: must be >= 4, got 3");
+  rejected(dir, tw("--oversample -1"), "--oversample: must be >= 0, got -1");
   rejected(dir, tw("--rank 99999999999999999999"), "--rank: '99999999999999999999' is out of range");
+}
+
+TEST_CASE("cli contract: a setting out of range is named by its flag, for every command", "[cli][contract]") {
+  temp_dir dir;
+  const batch in;
+  write_inputs(dir, in, in.hidden);
+  write_npy(dir / "L.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T), -1.0f));
+  const std::string tw = token_weights_args(dir, "--rollout-n 3 ");
+  const std::string adv = "grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --out " +
+                          (dir / "A.npy") + " ";
+  const std::string loss = "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") +
+                           " --advantages " + (dir / "L.npy") + " --mask " + (dir / "M.npy") + " --grad " +
+                           (dir / "W.npy") + " --report " + (dir / "R.json") + " ";
+  // The whole line: the value is quoted as given, and the library's field
+  // names (token_weight_params.rank, ...) do not appear.
+  const std::pair<std::string, std::string> cases[] = {
+      {tw + "--rank 0", "resrl token-weights: --rank: must be >= 1, got 0\n"},
+      {tw + "--rank -3", "resrl token-weights: --rank: must be >= 1, got -3\n"},
+      {tw + "--max-pos-tokens 0", "resrl token-weights: --max-pos-tokens: must be >= 4, got 0\n"},
+      {tw + "--repeat 0", "resrl token-weights: --repeat: must be >= 1, got 0\n"},
+      {tw + "--q-high 1e300", "resrl token-weights: --q-high: must be in [0, 1], got 1e300\n"},
+      {adv + "--rollout-n 0", "resrl grpo-advantages: --rollout-n: must be >= 1, got 0\n"},
+      {adv + "--rollout-n 3 --eps nan", "resrl grpo-advantages: --eps: must be >= 0, got nan\n"},
+      {adv + "--rollout-n 3 --eps -1e-9", "resrl grpo-advantages: --eps: must be >= 0, got -1e-9\n"},
+      {loss + "--clip-low 1", "resrl policy-loss: --clip-low: must be in [0, 1), got 1\n"},
+      {loss + "--clip-low -0.1", "resrl policy-loss: --clip-low: must be in [0, 1), got -0.1\n"},
+      {loss + "--clip-high -0.5", "resrl policy-loss: --clip-high: must be finite and >= 0, got -0.5\n"},
+      {loss + "--clip-high inf", "resrl policy-loss: --clip-high: must be finite and >= 0, got inf\n"},
+      {loss + "--clip-c 1e31", "resrl policy-loss: --clip-c: must be finite and > 1, got 1e31\n"},
+      {loss + "--clip-c nan", "resrl policy-loss: --clip-c: must be finite and > 1, got nan\n"},
+  };
+  for (const auto& [args, line] : cases) CHECK(rejected(dir, args, line).err == line);
 }
 
 TEST_CASE("cli contract: token-weights values: NaN/Inf named where read, ignored where not", "[cli][contract]") {
@@ -229,7 +262,7 @@ TEST_CASE("cli contract: grpo-advantages and policy-loss values", "[cli][contrac
   r = run_cli(dir, loss + " --agg seq-mean-token-mean");
   REQUIRE(r.status == 0);
   CHECK(json_number(r.out, "loss") == Approx(-3.0 / 2));  // (mean(-2, -4) + 0) / B = -3 / 2
-  rejected(dir, loss + " --clip-c 1", "clip_ratio_c must be finite and > 1, got 1");
+  rejected(dir, loss + " --clip-c 1", "--clip-c: must be finite and > 1, got 1");
   write_npy(dir / "L.npy", "<f4", {2, 2}, std::vector<float>{-1, kNaN, -1, -1});
   rejected(dir, loss, "logp[0, 1] is nan at a valid token");
   // Zero-size arrays: loss 0 over 0 tokens.

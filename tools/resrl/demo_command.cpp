@@ -71,11 +71,14 @@ demo_settings parse_settings(const parsed_args& args) {
   demo_settings s;
   s.batch = parse_batch_config(args);
   s.params.rank = args.number<std::int64_t>("--rank");
+  args.require_range("--rank", s.params.rank >= 1, ">= 1");
   s.params.solver = args.choice<subspace_solver>(
       "--solver", {{"exact", subspace_solver::exact}, {"randomized", subspace_solver::randomized}});
   s.params.power_iterations = args.number<int>("--niter");
+  args.require_range("--niter", s.params.power_iterations >= 0, ">= 0");
   s.params.seed = s.batch.seed;
   s.threads = args.number<int>("--threads");
+  args.require_range("--threads", s.threads >= 0, ">= 0");
   return s;
 }
 

@@ -24,7 +24,9 @@ loaded_groups load_groups(const parsed_args& args, index_t B) {
                                            : "one of --groups or --rollout-n is required");
   loaded_groups g;
   if (!args.has("--groups")) {
-    g.view = grouping::by_rollout(args.number<index_t>("--rollout-n"));
+    const auto rollout_n = args.number<index_t>("--rollout-n");
+    args.require_range("--rollout-n", rollout_n >= 1, ">= 1");
+    g.view = grouping::by_rollout(rollout_n);
     return g;
   }
   const npy::array a = load(args, "--groups");

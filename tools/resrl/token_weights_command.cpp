@@ -53,20 +53,40 @@ struct token_weight_results {
 
 // ---- parse -------------------------------------------------------------------
 
-token_weight_params parse_params(const parsed_args& args) {
-  token_weight_params p;
+/// The subspace: rank, positive tokens, solver and its seed.
+void parse_subspace_settings(const parsed_args& args, token_weight_params& p) {
   p.rank = args.number<index_t>("--rank");
+  args.require_range("--rank", p.rank >= 1, ">= 1");
   p.max_positive_tokens = args.number<index_t>("--max-pos-tokens");
-  p.quantile_low = args.number<double>("--q-low");
-  p.quantile_high = args.number<double>("--q-high");
-  p.min_weight = args.number<double>("--min-weight");
+  const index_t fewest = token_weight_constants::min_positive_tokens;
+  args.require_range("--max-pos-tokens", p.max_positive_tokens >= fewest, ">= " + std::to_string(fewest));
   p.solver = args.choice<subspace_solver>(
       "--solver", {{"exact", subspace_solver::exact}, {"randomized", subspace_solver::randomized}});
   p.power_iterations = args.number<int>("--niter");
+  args.require_range("--niter", p.power_iterations >= 0, ">= 0");
   p.oversampling = args.number<index_t>("--oversample");
+  args.require_range("--oversample", p.oversampling >= 0, ">= 0");
   p.seed = args.number<std::uint64_t>("--seed");
   p.gemm = args.choice<gemm_precision>("--gemm", {{"full", gemm_precision::full}, {"bf16", gemm_precision::bf16}});
-  validate(p);
+}
+
+/// The map from distance quantiles onto [min-weight, 1].
+void parse_weight_map(const parsed_args& args, token_weight_params& p) {
+  const auto in_unit_interval = [](double v) { return v >= 0.0 && v <= 1.0; };  // false for NaN
+  p.quantile_low = args.number<double>("--q-low");
+  args.require_range("--q-low", in_unit_interval(p.quantile_low), "in [0, 1]");
+  p.quantile_high = args.number<double>("--q-high");
+  args.require_range("--q-high", in_unit_interval(p.quantile_high), "in [0, 1]");
+  args.require_range("--q-low", p.quantile_low <= p.quantile_high, "<= --q-high (" + args.text("--q-high") + ")");
+  p.min_weight = args.number<double>("--min-weight");
+  args.require_range("--min-weight", in_unit_interval(p.min_weight), "in [0, 1]");
+}
+
+token_weight_params parse_params(const parsed_args& args) {
+  token_weight_params p;
+  parse_subspace_settings(args, p);
+  parse_weight_map(args, p);
+  validate(p);  // the library's own check, as a backstop
   return p;
 }
 
@@ -86,9 +106,9 @@ token_weight_settings parse_settings(const parsed_args& args) {
   s.params = parse_params(args);
   s.where = parse_device(args);
   s.threads = args.number<int>("--threads");
-  if (s.threads < 0) throw usage_error("--threads: must be >= 0, got " + std::to_string(s.threads));
+  args.require_range("--threads", s.threads >= 0, ">= 0");
   s.repeat = args.has("--repeat") ? args.number<int>("--repeat") : 1;
-  if (s.repeat < 1) throw usage_error("--repeat: must be >= 1, got " + std::to_string(s.repeat));
+  args.require_range("--repeat", s.repeat >= 1, ">= 1");
   s.bf16_hidden = args.choice<bool>("--hidden-dtype", {{"auto", false}, {"bfloat16", true}});
   return s;
 }
