@@ -197,6 +197,15 @@ TEST_CASE("cli contract: token-weights on empty and degenerate batches", "[cli][
       for (index_t t = 0; t < in.T; ++t)
         CHECK(w[static_cast<std::size_t>(b * in.T + t)] ==
               (!in.positive(b) && in.mask[static_cast<std::size_t>(b * in.T + t)] ? 0.65f : 1.0f));
+    // Both warnings, one line each, on stderr: rank 64 became min(64, M - 1, 1) = 1, and no weight
+    // depends on a distance.
+    CHECK(r.out.empty());
+    CHECK(r.err ==
+          "resrl token-weights: warning: --rank 64 clamped to 1 in 2 group(s) of 2 weighted (a group's rank is "
+          "min(--rank, its positive tokens used - 1, H = 1))\n"
+          "resrl token-weights: warning: every weighted group (2) had a degenerate distance range (its --q-low and "
+          "--q-high distance quantiles less than 1e-05 apart): all their negative tokens got (xi + 1) / 2 = 0.65 "
+          "(xi = --min-weight)\n");
   }
   SECTION("one response per group: every group skipped, weights 1") {
     write_inputs(dir, in, in.hidden);

@@ -165,6 +165,78 @@ TEST_CASE("cli: token-weights with --groups equals the library, with distances a
   CHECK(json_number(report, "positive_tokens_used", first_group) == 14);
 }
 
+TEST_CASE("cli: token-weights warns on stderr and succeeds when --rank is clamped", "[cli][warnings]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const auto warning = [](const std::string& what, index_t features) {
+    return "resrl token-weights: warning: " + what +
+           " weighted (a group's rank is min(--rank, its positive tokens used - 1, H = " + std::to_string(features) +
+           "))\n";
+  };
+  // Rollout groups {0, 1, 2} and {3, 4, 5} have 7 and 10 positive tokens:
+  // ranks min(1000, 6, 16) = 6 and min(1000, 9, 16) = 9.
+  auto r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 1000"));
+  CHECK(r.status == 0);
+  CHECK(r.out.empty());
+  CHECK(r.err == warning("--rank 1000 clamped to 6..9 in 2 group(s) of 2", 16));
+  // Only group {0, 1, 2} is below --rank 8; the median still goes alone to stdout.
+  r = run_cli(dir, "token-weights --hidden " + (dir / "H.npy") + " --mask " + (dir / "M.npy") + " --scores " +
+                       (dir / "S.npy") + " --rollout-n 3 --rank 8 --out " + (dir / "W.npy") + " --repeat 1");
+  CHECK(r.status == 0);
+  CHECK(r.out.rfind("median_seconds ", 0) == 0);
+  CHECK(count_of(r.out, "\n") == 1);
+  CHECK(r.err == warning("--rank 8 clamped to 6 in 1 group(s) of 2", 16));
+  // --rank above H = 8 features: min(10, 6, 8) = 6 and min(10, 9, 8) = 8.
+  std::vector<float> narrow;
+  for (std::size_t i = 0; i < in.hidden.size(); ++i)
+    if (i % static_cast<std::size_t>(in.H) < 8) narrow.push_back(in.hidden[i]);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, 8}, narrow);
+  r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 10"));
+  CHECK(r.status == 0);
+  CHECK(r.err == warning("--rank 10 clamped to 6..8 in 2 group(s) of 2", 8));
+  // A skipped group (rank 0) is not clamped: with the ids, group 9 is skipped
+  // and group 5 (13 positive tokens) uses min(12, 12, 16) = 12.
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") + " --rank 12"));
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("cli: token-weights warns about degenerate ranges only when every weighted group has one",
+          "[cli][warnings]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  // Sample 3, the only negative of rollout group {3, 4, 5}, repeats one
+  // hidden state: that group's distances are all equal, the other group's
+  // are not.
+  std::vector<float> hidden = in.hidden;
+  const auto at = [&](index_t b, index_t t, index_t h) { return static_cast<std::size_t>((b * in.T + t) * in.H + h); };
+  for (index_t t = 1; t < in.T; ++t)
+    for (index_t h = 0; h < in.H; ++h) hidden[at(3, t, h)] = hidden[at(3, 0, h)];
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, hidden);
+  auto r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 4"));
+  REQUIRE(r.status == 0);
+  CHECK(count_of(read_file(dir / "R.json"), "\"degenerate_range\": true") == 1);
+  CHECK(r.err.empty());
+  // With the other negatives' states repeated too, every group is degenerate.
+  for (index_t b : {1, 2})
+    for (index_t t = 1; t < in.T; ++t)
+      for (index_t h = 0; h < in.H; ++h) hidden[at(b, t, h)] = hidden[at(1, 0, h)];
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, hidden);
+  r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 4 --min-weight 0.2"));
+  REQUIRE(r.status == 0);
+  CHECK(count_of(read_file(dir / "R.json"), "\"degenerate_range\": true") == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err ==
+        "resrl token-weights: warning: every weighted group (2) had a degenerate distance range (its --q-low and "
+        "--q-high distance quantiles less than 1e-05 apart): all their negative tokens got (xi + 1) / 2 = 0.6 "
+        "(xi = --min-weight)\n");
+  for (float w : read_npy(dir / "W.npy").as<float>()) CHECK((w == 0.6f || w == 1.0f));
+}
+
 TEST_CASE("cli: token-weights with --rollout-n, float32/float16/float64/bfloat16 hidden", "[cli]") {
   const batch in;
   SECTION("float32") { check_against_library(in.hidden, "<f4", ""); }

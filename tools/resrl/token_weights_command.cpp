@@ -321,6 +321,46 @@ void write_outputs(const parsed_args& args, const token_weight_settings& s, cons
     std::cout << "median_seconds " << median(r.seconds) << " over " << s.repeat << " runs\n";
 }
 
+// ---- warnings ----------------------------------------------------------------
+
+/// One line on stderr; the command still succeeds and stdout stays clean.
+void warn(const std::string& message) { std::cerr << "resrl token-weights: warning: " << message << "\n"; }
+
+/// A weighted group whose rank is below --rank: the library used
+/// min(k, M - 1, H) there (M = positive tokens used).
+void warn_if_rank_clamped(index_t rank, index_t features, const std::vector<group_diagnostics>& groups) {
+  index_t clamped = 0, weighted = 0, lowest = rank, highest = 0;
+  for (const auto& g : groups) {
+    if (g.skipped != skip_reason::none) continue;
+    ++weighted;
+    if (g.rank >= rank) continue;
+    ++clamped;
+    lowest = std::min<index_t>(lowest, g.rank);
+    highest = std::max<index_t>(highest, g.rank);
+  }
+  if (clamped == 0) return;
+  const std::string used = std::to_string(lowest) + (lowest == highest ? "" : ".." + std::to_string(highest));
+  warn("--rank " + std::to_string(rank) + " clamped to " + used + " in " + std::to_string(clamped) + " group(s) of " +
+       std::to_string(weighted) +
+       " weighted (a group's rank is min(--rank, its positive tokens used - 1, H = " + std::to_string(features) + "))");
+}
+
+/// Every weighted group's distance range was degenerate, so no weight
+/// depends on a distance: usually a sign of constant or too few features.
+void warn_if_all_degenerate(double min_weight, const std::vector<group_diagnostics>& groups) {
+  index_t weighted = 0, degenerate = 0;
+  for (const auto& g : groups) {
+    if (g.skipped != skip_reason::none) continue;
+    ++weighted;
+    degenerate += g.degenerate_range != 0;
+  }
+  if (weighted == 0 || degenerate < weighted) return;
+  warn("every weighted group (" + std::to_string(weighted) + ") had a degenerate distance range (its --q-low and " +
+       "--q-high distance quantiles less than " + text_of(token_weight_constants::degenerate_range) +
+       " apart): all their negative tokens got (xi + 1) / 2 = " + text_of((min_weight + 1.0) / 2.0) +
+       " (xi = --min-weight)");
+}
+
 }  // namespace
 
 command_spec token_weights_spec() {
@@ -363,6 +403,8 @@ int token_weights_command(const std::vector<std::string>& argv) {
   const token_weight_files files = load_files(args);
   const token_weight_results results = compute(settings, files, args.has("--distances"));
   write_outputs(args, settings, files, results);
+  warn_if_rank_clamped(settings.params.rank, files.H, results.groups);
+  warn_if_all_degenerate(settings.params.min_weight, results.groups);
   return 0;
 }
 
