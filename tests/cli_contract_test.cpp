@@ -330,3 +330,65 @@ TEST_CASE("cli contract: the .npy reader cases cli_test leaves out", "[cli][cont
   CHECK(r.err == "resrl token-weights: error: out of memory: the inputs need more memory than is available\n");
   CHECK_FALSE(fs::exists(dir / "W.npy"));
 }
+
+TEST_CASE("cli contract: reweight-advantages rejects a missing or extra --weights, shapes and settings",
+          "[cli][contract][reweight]") {
+  temp_dir dir;
+  const index_t B = 3, T = 4;
+  const auto n = static_cast<std::size_t>(B * T);
+  write_npy(dir / "Adv.npy", "<f4", {B, T}, std::vector<float>(n, -1.0f));
+  write_npy(dir / "M.npy", "|b1", {B, T}, std::vector<std::uint8_t>(n, 1));
+  write_npy(dir / "S.npy", "<f4", {B}, std::vector<float>{1, 0, 0});
+  write_npy(dir / "Wt.npy", "<f4", {B, T}, std::vector<float>(n, 0.5f));
+  write_npy(dir / "Wwide.npy", "<f4", {B, T + 1}, std::vector<float>(n + 3, 0.5f));
+  write_npy(dir / "Mshort.npy", "|b1", {B - 1, T}, std::vector<std::uint8_t>(n - 4, 1));
+  write_npy(dir / "S4.npy", "<f4", {B + 1}, std::vector<float>{1, 0, 0, 0});
+  write_npy(dir / "Adv3.npy", "<f4", {B, T, 1}, std::vector<float>(n, -1.0f));
+  write_npy(dir / "Wi.npy", "<i4", {B, T}, std::vector<std::int32_t>(n, 1));
+  auto bad_adv = std::vector<float>(n, -1.0f);
+  bad_adv[6] = kNaN;  // sample 1, token 2: valid
+  write_npy(dir / "AdvNaN.npy", "<f4", {B, T}, bad_adv);
+  auto bad_w = std::vector<float>(n, 0.5f);
+  bad_w[4] = 1.5f;  // sample 1 (negative), token 0
+  write_npy(dir / "Wbad.npy", "<f4", {B, T}, bad_w);
+  const auto cmd = [&](const std::string& adv, const std::string& mask, const std::string& scores,
+                       const std::string& extra) {
+    return "reweight-advantages --advantages " + (dir / adv) + " --mask " + (dir / mask) + " --scores " +
+           (dir / scores) + " --out " + (dir / "A.npy") + " " + extra;
+  };
+  const auto with = [&](const std::string& extra) { return cmd("Adv.npy", "M.npy", "S.npy", extra); };
+  const std::string w = "--weights " + (dir / "Wt.npy");
+  rejected(dir, with(""), "resrl reweight-advantages: --weights: required with --method resrl");
+  rejected(dir, with("--method resrl --positive-weight 0.2"), "--weights: required with --method resrl");
+  for (const char* method : {"grpo", "w-reinforce", "nsr"})
+    rejected(dir, with(w + " --method " + method),
+             std::string("--weights: not used by --method ") + method + " (only resrl weights tokens)");
+  rejected(dir, with("--method grpo --positive-weight 0.5"),
+           "--positive-weight: not taken by --method grpo, whose positive weight is 1");
+  rejected(dir, with("--method nsr --positive-weight 0.5"),
+           "--positive-weight: not taken by --method nsr, whose positive weight is 0");
+  rejected(dir, with(w + " --positive-weight -1"), "--positive-weight: must be finite and >= 0, got -1");
+  rejected(dir, with(w + " --positive-weight nan"), "--positive-weight: must be finite and >= 0, got nan");
+  rejected(dir, with(w + " --positive-weight 1e31"), "--positive-weight: must be finite and >= 0, got 1e31");
+  rejected(dir, with(w + " --method reinforce"), "--method: expected one of grpo, w-reinforce, nsr, resrl");
+  rejected(dir, with("--weights " + (dir / "Wwide.npy")),
+           "--weights: expected shape (3, 4) ((B, T) of --advantages), got (3, 5)");
+  rejected(dir, with("--weights " + (dir / "Wi.npy")), "--weights: dtype int32 is not allowed");
+  rejected(dir, cmd("Adv.npy", "Mshort.npy", "S.npy", w), "--mask: expected shape (3, 4)");
+  rejected(dir, cmd("Adv.npy", "M.npy", "S4.npy", w), "--scores: expected shape (3,) or (3, 4)");
+  rejected(dir, cmd("Adv3.npy", "M.npy", "S.npy", w), "--advantages: expected a 2-d array (B, T)");
+  rejected(dir, cmd("AdvNaN.npy", "M.npy", "S.npy", w), "advantages[1, 2] is nan at a valid token");
+  rejected(dir, with("--weights " + (dir / "Wbad.npy")), "token_weights[1, 0] is 1.5 (expected a weight in [0, 1])");
+  rejected(dir, "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " + (dir / "M.npy") +
+                    " --scores " + (dir / "S.npy") + " " + w,
+           "missing required option --out");
+
+  // An empty batch is fine; resrl still takes its (empty) weights.
+  write_npy(dir / "E.npy", "<f4", {0, T}, std::vector<float>{});
+  write_npy(dir / "ME.npy", "|b1", {0, T}, std::vector<std::uint8_t>{});
+  write_npy(dir / "SE.npy", "<f4", {0}, std::vector<float>{});
+  const auto r = run_cli(dir, cmd("E.npy", "ME.npy", "SE.npy", "--weights " + (dir / "E.npy")));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(read_npy(dir / "A.npy").shape == std::vector<index_t>{0, T});
+}

@@ -563,3 +563,123 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
   for (const auto& entry : fs::directory_iterator(dir.path))
     CHECK(entry.path().string().find(".tmp") == std::string::npos);
 }
+
+namespace {
+
+/// A (3, 4) case for reweight-advantages: sample 0 positive, 1 and 2
+/// negative; NaN advantages and weights outside [0, 1] only where masked or
+/// on the positive sample, where they must not be read.
+struct reweight_case {
+  index_t B = 3, T = 4;
+  std::vector<float> advantages{0.8f, -1.5f, 2.25f, NAN, -0.7f, 0.3f, -2.0f, 1.1f, -0.9f, NAN, 0.45f, NAN};
+  std::vector<std::uint8_t> mask{1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0};
+  std::vector<float> scores{1.0f, 0.0f, -1.0f};
+  std::vector<float> weights{7.0f, 7.0f, 7.0f, 7.0f, 0.1f, 0.55f, 1.0f, 0.3f, 0.25f, 7.0f, 0.9f, NAN};
+
+  void write(const temp_dir& dir) const {
+    write_npy(dir / "Adv.npy", "<f4", {B, T}, advantages);
+    write_npy(dir / "M.npy", "|b1", {B, T}, mask);
+    write_npy(dir / "S.npy", "<f4", {B}, scores);
+    write_npy(dir / "Wt.npy", "<f4", {B, T}, weights);
+  }
+
+  /// The rule written out: A x positive_weight on the positive sample, A x w
+  /// (or A) on the negative ones, 0 where masked.
+  std::vector<float> expected(double positive_weight, bool token_weights) const {
+    std::vector<float> out;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T; ++t) {
+        const auto i = static_cast<std::size_t>(b * T + t);
+        const double a = advantages[i];
+        const double scale = b == 0 ? positive_weight : token_weights ? weights[i] : 1.0;
+        out.push_back(mask[i] ? static_cast<float>(a * scale) : 0.0f);
+      }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cli: reweight-advantages equals the hand-computed rule for every method", "[cli][reweight]") {
+  temp_dir dir;
+  const reweight_case c;
+  c.write(dir);
+  const std::string io = "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " + (dir / "M.npy") +
+                         " --scores " + (dir / "S.npy") + " --out " + (dir / "R.npy");
+  const std::string weights = " --weights " + (dir / "Wt.npy");
+  struct method_case {
+    std::string flags;
+    double positive_weight;
+    bool token_weights;
+  };
+  const std::vector<method_case> cases{
+      {" --method grpo", 1.0, false},          {" --method w-reinforce", 0.1, false},
+      {" --method nsr", 0.0, false},           {" --method resrl" + weights, 0.1, true},
+      {weights, 0.1, true},  // resrl is the default
+      {weights + " --positive-weight 0.5", 0.5, true},
+      {" --method w-reinforce --positive-weight 0.25", 0.25, false}};
+  for (const auto& m : cases) {
+    INFO("resrl " << io << m.flags);
+    const auto r = run_cli(dir, io + m.flags);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.empty());
+    CHECK(r.err.empty());
+    const npy_file out = read_npy(dir / "R.npy");
+    CHECK(out.descr == "<f4");
+    CHECK(out.shape == std::vector<index_t>{c.B, c.T});
+    CHECK(same_floats(out.as<float>(), c.expected(m.positive_weight, m.token_weights)));
+  }
+  // NSR: the positive sample's advantages are all 0; the negatives' unchanged.
+  REQUIRE(run_cli(dir, io + " --method nsr").status == 0);
+  const auto nsr = read_npy(dir / "R.npy").as<float>();
+  for (index_t t = 0; t < c.T; ++t) CHECK(nsr[static_cast<std::size_t>(t)] == 0.0f);
+  CHECK(nsr[4] == -0.7f);
+
+  // (B, T) float64 scores decide by their sum over valid tokens: row 1 sums
+  // to -0.5 (the masked +100s are not read), row 2 to 0 (not positive).
+  write_npy(dir / "S.npy", "<f8", {c.B, c.T}, std::vector<double>{0.5, 0, 0, -9, -1, 0.5, 0, 0, 1, 100, -1, 100});
+  const auto r = run_cli(dir, io + weights);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(same_floats(read_npy(dir / "R.npy").as<float>(), c.expected(0.1, true)));
+
+  const auto help = run_cli(dir, "reweight-advantages --help");
+  CHECK(help.status == 0);
+  CHECK(help.out.find("Usage: resrl reweight-advantages") != std::string::npos);
+  CHECK(run_cli(dir, "--help").out.find("reweight-advantages") != std::string::npos);
+}
+
+TEST_CASE("cli: the pipeline from files: token-weights, grpo-advantages, reweight-advantages, policy-loss",
+          "[cli][reweight]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const std::string common = " --mask " + (dir / "M.npy") + " --scores " + (dir / "S.npy");
+  for (const std::string& step :
+       {"token-weights --hidden " + (dir / "H.npy") + common + " --rollout-n 3 --rank 4 --out " + (dir / "W.npy"),
+        "grpo-advantages" + common + " --rollout-n 3 --out " + (dir / "A.npy"),
+        "reweight-advantages --advantages " + (dir / "A.npy") + " --weights " + (dir / "W.npy") + common + " --out " +
+            (dir / "R.npy"),
+        "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") + " --advantages " +
+            (dir / "R.npy") + " --mask " + (dir / "M.npy") + " --grad " + (dir / "G.npy")}) {
+    if (step.rfind("policy-loss", 0) == 0)
+      write_npy(dir / "L.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T), -1));
+    const auto r = run_cli(dir, step);
+    INFO("resrl " << step << "\n" << r.err);
+    REQUIRE(r.status == 0);
+  }
+  const auto w = read_npy(dir / "W.npy").as<float>(), a = read_npy(dir / "A.npy").as<float>();
+  const auto reweighted = read_npy(dir / "R.npy").as<float>(), grad = read_npy(dir / "G.npy").as<float>();
+  index_t valid = 0;
+  for (std::uint8_t m : in.mask) valid += m;
+  for (index_t b = 0; b < in.B; ++b)
+    for (index_t t = 0; t < in.T; ++t) {
+      const auto i = static_cast<std::size_t>(b * in.T + t);
+      const double scale = in.positive(b) ? 0.1 : w[i];
+      CHECK(reweighted[i] == (in.mask[i] ? static_cast<float>(a[i] * scale) : 0.0f));
+      // Ratio 1, nothing clipped: d(token-mean loss) / d logp = -A' / valid tokens.
+      CHECK(grad[i] == Approx(-reweighted[i] / static_cast<double>(valid)).margin(1e-7));
+    }
+}

@@ -41,6 +41,10 @@ struct command_spec {
   std::string notes;  // extra paragraphs of --help
 };
 
+/// The library's upper bound on settings that must be finite (e.g.
+/// policy_loss_params.clip_high, advantage_weighting.positive_weight).
+inline constexpr double finite_setting_bound = 1e30;
+
 /// Default values shown in --help and used by the parser come from the
 /// library's own parameter structs through this.
 template <class T>

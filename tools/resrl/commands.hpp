@@ -21,6 +21,9 @@ int grpo_advantages_command(const std::vector<std::string>& argv);
 command_spec reweight_advantages_spec();
 int reweight_advantages_command(const std::vector<std::string>& argv);
 
+command_spec reweight_advantages_spec();
+int reweight_advantages_command(const std::vector<std::string>& argv);
+
 command_spec policy_loss_spec();
 int policy_loss_command(const std::vector<std::string>& argv);
 

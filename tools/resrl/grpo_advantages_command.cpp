@@ -29,7 +29,8 @@ int grpo_advantages_command(const std::vector<std::string>& argv) {
   grpo_params p;
   p.normalize_by_std = !args.has("--no-std-norm");
   p.epsilon = args.number<double>("--eps");
-  args.require_range("--eps", p.epsilon >= 0.0, ">= 0");  // false for NaN
+  args.require_range("--eps", p.epsilon >= 0.0, ">= 0");  // NaN fails it too
+
   validate(p);  // the library's own check, as a backstop
   const npy::array m = load(args, "--mask");
   require_ndim(m, "--mask", 2, "(B, T)");

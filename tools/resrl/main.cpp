@@ -4,6 +4,7 @@
 //
 // Exit status: 0 on success, 2 on bad arguments or input files (a one-line
 // message on stderr, no output written), 1 on any other failure.
+#include <algorithm>
 #include <exception>
 #include <iostream>
 #include <new>
@@ -30,6 +31,8 @@ std::vector<command> commands() {
       {"token-weights", "projection-residual weights of negative tokens", token_weights_command, token_weights_spec},
       {"grpo-advantages", "GRPO outcome advantages broadcast over the mask", grpo_advantages_command,
        grpo_advantages_spec},
+      {"reweight-advantages", "advantages rescaled for GRPO, W-REINFORCE, NSR or ResRL", reweight_advantages_command,
+       reweight_advantages_spec},
       {"policy-loss", "clipped PPO loss, its metrics and d loss / d logp", policy_loss_command, policy_loss_spec},
       {"demo", "ResRL on a built-in synthetic micro-batch", demo_command, demo_spec}};
 }
@@ -41,8 +44,10 @@ std::string usage() {
                   "       resrl <command> --help\n"
                   "       resrl --version\n\n"
                   "Commands:\n";
+  std::size_t width = 0;  // summaries start two columns after the longest name
+  for (const auto& c : commands()) width = std::max(width, std::string(c.name).size() + 2);
   for (const auto& c : commands())
-    s += "  " + std::string(c.name) + std::string(18 - std::string(c.name).size(), ' ') + c.summary + "\n";
+    s += "  " + std::string(c.name) + std::string(width - std::string(c.name).size(), ' ') + c.summary + "\n";
   return s +
          "\nExit status: 0 on success; 2 on bad arguments or input files (nothing is written);\n"
          "1 on other errors.\n";

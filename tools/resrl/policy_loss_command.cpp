@@ -19,17 +19,14 @@ namespace {
 
 using dt = npy::dtype;
 
-/// The library's bound on settings that must be finite.
-constexpr double finite_bound = 1e30;
-
 policy_loss_params parse_params(const parsed_args& args) {
   policy_loss_params p;
   p.clip_low = args.number<double>("--clip-low");
   args.require_range("--clip-low", p.clip_low >= 0.0 && p.clip_low < 1.0, "in [0, 1)");
   p.clip_high = args.number<double>("--clip-high");
-  args.require_range("--clip-high", p.clip_high >= 0.0 && p.clip_high <= finite_bound, "finite and >= 0");
+  args.require_range("--clip-high", p.clip_high >= 0.0 && p.clip_high <= finite_setting_bound, "finite and >= 0");
   p.clip_ratio_c = args.number<double>("--clip-c");
-  args.require_range("--clip-c", p.clip_ratio_c > 1.0 && p.clip_ratio_c <= finite_bound, "finite and > 1");
+  args.require_range("--clip-c", p.clip_ratio_c > 1.0 && p.clip_ratio_c <= finite_setting_bound, "finite and > 1");
   std::vector<std::pair<std::string, loss_aggregation>> modes;
   for (auto a : {loss_aggregation::token_mean, loss_aggregation::seq_mean_token_sum,
                  loss_aggregation::seq_mean_token_mean, loss_aggregation::seq_mean_token_sum_norm})
