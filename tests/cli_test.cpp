@@ -7,11 +7,13 @@
 
 #include <Eigen/Core>
 #include <catch2/catch.hpp>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -682,4 +684,99 @@ TEST_CASE("cli: the pipeline from files: token-weights, grpo-advantages, reweigh
       // Ratio 1, nothing clipped: d(token-mean loss) / d logp = -A' / valid tokens.
       CHECK(grad[i] == Approx(-reweighted[i] / static_cast<double>(valid)).margin(1e-7));
     }
+}
+
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+std::vector<std::string> keys_of(const ordered_json& object) {
+  std::vector<std::string> keys;
+  for (const auto& item : object.items()) keys.push_back(item.key());
+  return keys;
+}
+
+/// The shortest text that reads back as `v`, as std::to_chars writes it.
+std::string shortest(float v) {
+  char buf[32];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+}  // namespace
+
+TEST_CASE("cli: the JSON reports parse, keys in their order, integers as integers, NaN as null", "[cli][json]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  auto r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") + " --rank 4 --repeat 2"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string text = read_file(dir / "R.json");
+  CHECK(text.back() == '\n');
+  const ordered_json report = ordered_json::parse(text);
+  using keys = std::vector<std::string>;
+  CHECK(keys_of(report) == keys{"command", "version", "parameters", "summary", "groups", "repeat", "median_seconds"});
+  CHECK(keys_of(report["parameters"]) == keys{"batch", "tokens", "features", "hidden_dtype", "scores", "grouping",
+                                              "rollout_n", "rank", "max_positive_tokens", "quantile_low",
+                                              "quantile_high", "min_weight", "solver", "power_iterations",
+                                              "oversampling", "seed", "gemm", "device", "threads"});
+  CHECK(keys_of(report["summary"]) == keys{"groups", "weighted_groups", "positive_samples", "negative_samples",
+                                           "positive_sample_ratio", "weighted_tokens", "mean_weight", "min_weight",
+                                           "max_weight"});
+  REQUIRE(report["groups"].size() == 2);
+  const keys group_keys{"group_id",
+                        "positive_samples",
+                        "negative_samples",
+                        "positive_tokens",
+                        "positive_tokens_used",
+                        "negative_tokens",
+                        "rank",
+                        "skipped",
+                        "degenerate_range",
+                        "quantile_low_value",
+                        "quantile_high_value",
+                        "weight_mean",
+                        "weight_min",
+                        "weight_max",
+                        "distance_mean",
+                        "bf16_gemms"};
+  for (const auto& g : report["groups"]) CHECK(keys_of(g) == group_keys);
+  CHECK(report["parameters"]["rollout_n"].is_null());
+  CHECK(report["parameters"]["rank"].is_number_integer());
+  CHECK(report["parameters"]["quantile_low"].is_number_float());
+  CHECK(report["repeat"] == 2);
+  CHECK(report["median_seconds"].is_number_float());
+
+  resrl::token_weight_params p;
+  p.rank = 4;
+  const auto expected = library_weights(in, in.hidden, resrl::grouping::by_ids(in.ids.data(), in.B), p);
+  const ordered_json& weighted = report["groups"][0];
+  const ordered_json& skipped = report["groups"][1];
+  CHECK(weighted["group_id"] == 5);
+  CHECK(weighted["rank"].is_number_integer());
+  CHECK(weighted["degenerate_range"] == false);
+  // Floats: their shortest round-trip text (not the longer one of the exact double).
+  CHECK(text.find("\"weight_mean\": " + shortest(expected.groups[0].weight_mean) + ",") != std::string::npos);
+  CHECK(static_cast<float>(weighted["distance_mean"].get<double>()) == expected.groups[0].distance_mean);
+  // The skipped group's NaN statistics are null.
+  CHECK(skipped["skipped"] == "too_few_positive_tokens");
+  for (const char* key : {"quantile_low_value", "quantile_high_value", "distance_mean"}) CHECK(skipped[key].is_null());
+
+  // policy-loss on stdout: same document, shape as an array of integers.
+  write_npy(dir / "L.npy", "<f4", {2, 3}, std::vector<float>{-1, -2, -0.5f, -1, -1, -3});
+  write_npy(dir / "A.npy", "<f4", {2, 3}, std::vector<float>{1, -1, 0.5f, 2, 0, -2});
+  write_npy(dir / "PM.npy", "|b1", {2, 3}, std::vector<std::uint8_t>{1, 1, 1, 1, 1, 0});
+  r = run_cli(dir, "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") + " --advantages " +
+                       (dir / "A.npy") + " --mask " + (dir / "PM.npy"));
+  REQUIRE(r.status == 0);
+  const ordered_json loss = ordered_json::parse(r.out);
+  CHECK(keys_of(loss) ==
+        keys{"command", "version", "loss", "pg_loss", "clipfrac", "ppo_kl", "clipfrac_lower", "tokens", "parameters"});
+  CHECK(keys_of(loss["parameters"]) == keys{"shape", "clip_low", "clip_high", "clip_c", "agg", "dtype"});
+  CHECK(loss["parameters"]["shape"] == ordered_json::array({2, 3}));
+  CHECK(loss["tokens"] == 5);
+  CHECK(loss["tokens"].is_number_integer());
+  CHECK(loss["clipfrac"].is_number_float());
+  CHECK(loss["parameters"]["clip_c"].get<double>() == 3.0);
 }
