@@ -66,8 +66,8 @@ TEST_CASE("cli contract: a setting out of range is named by its flag, for every 
   write_inputs(dir, in, in.hidden);
   write_npy(dir / "L.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T), -1.0f));
   const std::string tw = token_weights_args(dir, "--rollout-n 3 ");
-  const std::string adv = "grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --out " +
-                          (dir / "A.npy") + " ";
+  const std::string adv =
+      "grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --out " + (dir / "A.npy") + " ";
   const std::string loss = "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") +
                            " --advantages " + (dir / "L.npy") + " --mask " + (dir / "M.npy") + " --grad " +
                            (dir / "W.npy") + " --report " + (dir / "R.json") + " ";
@@ -379,9 +379,9 @@ TEST_CASE("cli contract: reweight-advantages rejects a missing or extra --weight
   rejected(dir, cmd("Adv3.npy", "M.npy", "S.npy", w), "--advantages: expected a 2-d array (B, T)");
   rejected(dir, cmd("AdvNaN.npy", "M.npy", "S.npy", w), "advantages[1, 2] is nan at a valid token");
   rejected(dir, with("--weights " + (dir / "Wbad.npy")), "token_weights[1, 0] is 1.5 (expected a weight in [0, 1])");
-  rejected(dir, "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " + (dir / "M.npy") +
-                    " --scores " + (dir / "S.npy") + " " + w,
-           "missing required option --out");
+  const std::string without_out = "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " +
+                                  (dir / "M.npy") + " --scores " + (dir / "S.npy") + " ";
+  rejected(dir, without_out + w, "missing required option --out");
 
   // An empty batch is fine; resrl still takes its (empty) weights.
   write_npy(dir / "E.npy", "<f4", {0, T}, std::vector<float>{});

@@ -614,12 +614,13 @@ TEST_CASE("cli: reweight-advantages equals the hand-computed rule for every meth
     double positive_weight;
     bool token_weights;
   };
-  const std::vector<method_case> cases{
-      {" --method grpo", 1.0, false},          {" --method w-reinforce", 0.1, false},
-      {" --method nsr", 0.0, false},           {" --method resrl" + weights, 0.1, true},
-      {weights, 0.1, true},  // resrl is the default
-      {weights + " --positive-weight 0.5", 0.5, true},
-      {" --method w-reinforce --positive-weight 0.25", 0.25, false}};
+  const std::vector<method_case> cases{{" --method grpo", 1.0, false},
+                                       {" --method w-reinforce", 0.1, false},
+                                       {" --method nsr", 0.0, false},
+                                       {" --method resrl" + weights, 0.1, true},
+                                       {weights, 0.1, true},  // resrl is the default
+                                       {weights + " --positive-weight 0.5", 0.5, true},
+                                       {" --method w-reinforce --positive-weight 0.25", 0.25, false}};
   for (const auto& m : cases) {
     INFO("resrl " << io << m.flags);
     const auto r = run_cli(dir, io + m.flags);
