@@ -81,9 +81,9 @@ void run_reweight(const cuda_executor& exec, const matrix_view<const float>& adv
                                                                  b.positive, nullptr, nullptr, b.status);
   RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
   if (T == 0) return;
-  reweight_kernel<<<grid_x(B * T, 256), 256, 0, exec.stream>>>(advantages, mask, static_cast<const std::uint8_t*>(b.positive),
-                                                               token_weights, p.positive_weight, p.use_token_weights,
-                                                               out, b.status);
+  reweight_kernel<<<grid_x(B * T, 256), 256, 0, exec.stream>>>(
+      advantages, mask, static_cast<const std::uint8_t*>(b.positive), token_weights, p.positive_weight,
+      p.use_token_weights, out, b.status);
   RESRL_CUDA_CHECK_LAUNCH("reweight_kernel");
 }
 
