@@ -140,12 +140,13 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host does, with its 
   const auto gpu_message =
       message_of([&] { resrl::positive_likelihood_displacement(no_handles, logp, narrow, mask, scores); });
   CHECK(gpu_message == "resrl: old_logp: shape (2, 2) but expected (2, 3)");
-  const resrl::host_executor host;
-  CHECK(gpu_message == message_of([&] { resrl::positive_likelihood_displacement(host, logp, narrow, mask, scores); }));
+  CHECK(gpu_message == message_of([&] {
+          resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, narrow, mask, scores);
+        }));
   CHECK(message_of([&] {
           resrl::positive_likelihood_displacement(no_handles, logp, logp, mask, resrl::sample_scores{});
         }) == message_of([&] {
-          resrl::positive_likelihood_displacement(host, logp, logp, mask, resrl::sample_scores{});
+          resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, logp, mask, resrl::sample_scores{});
         }));
   CHECK_THROWS_WITH(
       resrl::positive_likelihood_displacement_async(no_handles, logp, logp, mask, scores, nullptr, some_workspace),

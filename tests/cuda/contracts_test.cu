@@ -361,7 +361,7 @@ TEST_CASE("orthonormalize (device step of both solvers' factors): Q^T Q = I on k
   }
   g.sync();
   const std::vector<float> q_host = x.download();
-  // The surviving columns are counted: the group diagnostics report them as the rank used.
+  // The surviving columns are counted (two dropped: the zero and the dependent one).
   for (const d::group_state& st : states.download()) CHECK(st.kept == q - 2);
   for (std::int64_t grp = 0; grp < G; ++grp) {
     const float* Q = q_host.data() + grp * rows * q;
