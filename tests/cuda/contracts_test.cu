@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gpu_support.cuh"
-#include "resrl/cuda/advantages.cuh"
+#include "resrl/advantages.cuh"
 
 using namespace cuda_test;
 
@@ -417,7 +417,7 @@ TEST_CASE("empty and degenerate batches: B = 0, T = 0, no weighted group", "[cud
     CHECK_NOTHROW(resrl::token_weights_async(g.exec(), in, {}, {}, ws.view()));
     CHECK(resrl::cuda::check_status(g.exec(), ws.view()).ok());
     const auto mask = resrl::make_matrix_view<const float>(nullptr, 0, 5);
-    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), 0));
+    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), in.scores, mask, grouping));
     CHECK_NOTHROW(resrl::grpo_advantages_async(g.exec(), plan, in.scores, mask, {},
                                                resrl::make_matrix_view<float>(nullptr, 0, 5), grpo_ws.view()));
     CHECK(resrl::cuda::check_status(g.exec(), grpo_ws.view()).ok());

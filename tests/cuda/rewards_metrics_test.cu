@@ -141,7 +141,7 @@ TEST_CASE("gpu length_scaled_rewards: the first bad response throws the host bac
                                  make_vector_view(d_out.get(), 4));
   };
   const auto on_host = [&] {
-    resrl::length_scaled_rewards(make_vector_view<const float>(rewards.data(), 4),
+    resrl::length_scaled_rewards(resrl::host_executor{}, make_vector_view<const float>(rewards.data(), 4),
                                  make_vector_view<const std::int64_t>(lengths.data(), 4), {},
                                  make_vector_view(host_out.data(), 4));
   };
@@ -205,7 +205,7 @@ TEST_CASE("gpu mean_pass_at_k: the first bad problem throws the host backend's e
         resrl::mean_pass_at_k(g.exec(), make_vector_view<const std::int64_t>(d_samples.get(), 3),
                               make_vector_view<const std::int64_t>(d_correct.get(), 3), k);
       else
-        resrl::mean_pass_at_k(make_vector_view<const std::int64_t>(samples.data(), 3),
+        resrl::mean_pass_at_k(resrl::host_executor{}, make_vector_view<const std::int64_t>(samples.data(), 3),
                               make_vector_view<const std::int64_t>(correct.data(), 3), k);
     });
   };
@@ -282,9 +282,10 @@ TEST_CASE("gpu positive_likelihood_displacement: errors are the host backend's, 
                                             resrl::sample_scores::of_samples(scores.get(), 4));
   };
   const auto on_host = [&] {
-    resrl::positive_likelihood_displacement(
-        make_matrix_view<const double>(c.logp.data(), 4, 6), make_matrix_view<const double>(c.old_logp.data(), 4, 6),
-        make_matrix_view<const float>(c.mask.data(), 4, 6), resrl::sample_scores::of_samples(c.scores.data(), 4));
+    resrl::positive_likelihood_displacement(resrl::host_executor{}, make_matrix_view<const double>(c.logp.data(), 4, 6),
+                                            make_matrix_view<const double>(c.old_logp.data(), 4, 6),
+                                            make_matrix_view<const float>(c.mask.data(), 4, 6),
+                                            resrl::sample_scores::of_samples(c.scores.data(), 4));
   };
   CHECK_THROWS_AS(on_gpu(), resrl::non_finite_input);
   CHECK(message_of(on_gpu) ==

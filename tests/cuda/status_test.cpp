@@ -159,8 +159,8 @@ TEST_CASE("device_status: calls that show values in their messages throw the hos
   s.value = inf;
   CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
   CHECK(throws(s) == message_of([&] {
-          resrl::positive_likelihood_displacement(resrl::host_executor{}, 
-              make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
+          resrl::positive_likelihood_displacement(
+              resrl::host_executor{}, make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
               make_matrix_view(mask.data(), 2, 3), resrl::sample_scores::of_samples(scores.data(), 2));
         }));
   s.input = input_key(1, -1, 3, check::score);  // scores share the other calls' decoding
