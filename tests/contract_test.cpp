@@ -692,7 +692,7 @@ TEST_CASE("contract: positive_likelihood_displacement shapes", "[contract][metri
                                                 resrl::sample_scores::of_samples(scores.data(), 2));
       },
       "old_logp: shape (2, 2) but expected (2, 3)");
-  const auto r = resrl::positive_likelihood_displacement(resrl::host_executor{}, 
+  const auto r = resrl::positive_likelihood_displacement(resrl::host_executor{},
       resrl::make_matrix_view(a.data(), 0, 3), resrl::make_matrix_view(a.data(), 0, 3), resrl::make_matrix_view(mask.data(), 0, 3),
       resrl::sample_scores::of_samples(scores.data(), 0));
   CHECK(r.positive_samples == 0);

@@ -201,7 +201,7 @@ TEST_CASE("positive_likelihood_displacement", "[metrics]") {
   const std::vector<float> mask = {1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   const std::vector<float> scores = {1.0f, 0.0f, 2.0f, 1.0f};
   const auto call = [&] {
-    return resrl::positive_likelihood_displacement(resrl::host_executor{}, 
+    return resrl::positive_likelihood_displacement(resrl::host_executor{},
         resrl::make_matrix_view(static_cast<const double*>(logp.data()), B, T),
         resrl::make_matrix_view(static_cast<const double*>(old.data()), B, T),
         resrl::make_matrix_view(mask.data(), B, T), resrl::sample_scores::of_samples(scores.data(), B));
@@ -216,7 +216,7 @@ TEST_CASE("positive_likelihood_displacement", "[metrics]") {
   REQUIRE_THROWS_WITH(call(), Catch::Contains("[2, 0]"));
 
   const std::vector<float> none_positive = {0.0f, -1.0f, 0.0f, -0.5f};
-  r = resrl::positive_likelihood_displacement(resrl::host_executor{}, 
+  r = resrl::positive_likelihood_displacement(resrl::host_executor{},
       resrl::make_matrix_view(static_cast<const double*>(logp.data()), B, T),
       resrl::make_matrix_view(static_cast<const double*>(old.data()), B, T), resrl::make_matrix_view(mask.data(), B, T),
       resrl::sample_scores::of_samples(none_positive.data(), B));
