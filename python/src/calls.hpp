@@ -2,8 +2,9 @@
 // library's views from the array arguments, pick the element types, call.
 // Included by the host translation unit (Backend = host, Eigen's 16-bit
 // types) and the CUDA one (nvcc, __half / __nv_bfloat16). A Backend gives
-// its 16-bit types, whether it takes double hidden states, and
-// `run(execution, f)`, which calls f with the backend's executor. Include
+// its 16-bit types, whether it takes double hidden states,
+// `run(execution, f)`, which calls f with the backend's executor, and
+// `workspace(bytes)`, the token-weight workspace (`bytes()` its size query). Include
 // the backend's facade (resrl/resrl.hpp or resrl/resrl.cuh) first: the calls
 // are named qualified, so they must be declared before this header.
 #pragma once
@@ -68,7 +69,10 @@ void run_token_weights(const token_weights_args& a, const execution& e) {
       in.scores = scores_of(a.scores);
       in.groups = grouping_of(a.groups, a.rollout_n);
       in.excluded = excluded_of(a.excluded);
-      Backend::run(e, [&](const auto& exec) { ::resrl::token_weights(exec, in, a.params, out); });
+      Backend::run(e, [&](const auto& exec) {
+        const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, in, a.params); };
+        ::resrl::token_weights(exec, in, a.params, out, Backend::workspace(bytes));
+      });
     });
   });
 }

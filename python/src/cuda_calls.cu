@@ -50,6 +50,13 @@ struct on_cuda {
     exec.stream = reinterpret_cast<cudaStream_t>(e.stream);
     f(static_cast<const cuda_executor&>(exec));
   }
+
+  /// None: the synchronous calls allocate it on the stream (cudaMallocAsync,
+  /// from the device's stream-ordered pool).
+  template <class Bytes>
+  static workspace_view workspace(Bytes&&) {
+    return {};
+  }
 };
 
 }  // namespace
