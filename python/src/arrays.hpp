@@ -51,6 +51,13 @@ struct array_ref {
   int device_id = 0;
 };
 
+/// An optional argument given as None.
+inline array_ref absent(const char* name) {
+  array_ref a;
+  a.name = name;
+  return a;
+}
+
 template <class... Parts>
 [[noreturn]] void raise_type_error(const Parts&... parts) {
   throw type_error(::resrl::detail::concat(parts...));

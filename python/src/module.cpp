@@ -89,7 +89,7 @@ array_ref describe(const Array& a, const char* name) {
 /// An input array (None: absent). The array is only read; its Python object,
 /// an argument of the running call, keeps the memory alive.
 array_ref input(nb::handle h, const char* name) {
-  if (h.is_none()) return array_ref{name};
+  if (h.is_none()) return absent(name);
   nb::ndarray<nb::ro> a;
   if (!nb::try_cast(h, a, false))
     raise_type_error(name, ": expected an array (NumPy, PyTorch or any DLPack producer), got ", python_type_name(h));
@@ -98,7 +98,7 @@ array_ref input(nb::handle h, const char* name) {
 
 /// An output array the call writes into (None: not wanted).
 array_ref output(nb::handle h, const char* name) {
-  if (h.is_none()) return array_ref{name};
+  if (h.is_none()) return absent(name);
   nb::ndarray<> a;
   if (!nb::try_cast(h, a, false)) {
     nb::ndarray<nb::ro> read_only;
