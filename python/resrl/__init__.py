@@ -87,12 +87,16 @@ class PolicyLoss(NamedTuple):
     dentropy: object = None  #: d loss / d entropy, when asked for with an entropy input
 
 
-def _token_weight_params(solver, gemm, **settings):
-    params = TokenWeightParams()
-    for name, value in settings.items():
-        setattr(params, name, value)
-    params.solver = enum_member(Solver, "solver", solver)
-    params.gemm = enum_member(GemmPrecision, "gemm", gemm)
+def _params(settings_type, **values):
+    """A settings object of the module holding `values`; a value of the wrong
+    type is a TypeError naming its argument."""
+    params = settings_type()
+    for name, value in values.items():
+        try:
+            setattr(params, name, value)
+        except TypeError:
+            expected = type(getattr(params, name)).__name__
+            raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
     return params
 
 
@@ -149,10 +153,11 @@ def token_weights(
     hidden, mask, excluded = exportable(hidden), exportable(mask), exportable(excluded)
     scores = as_vector(scores, "float32", "scores")
     groups = _groups(groups)
-    params = _token_weight_params(
-        rank=rank, max_positive_tokens=max_positive_tokens, quantile_low=quantile_low, quantile_high=quantile_high,
-        min_weight=min_weight, solver=solver, power_iterations=power_iterations, oversampling=oversampling,
-        seed=seed, gemm=gemm,
+    params = _params(
+        TokenWeightParams, rank=rank, max_positive_tokens=max_positive_tokens, quantile_low=quantile_low,
+        quantile_high=quantile_high, min_weight=min_weight, solver=enum_member(Solver, "solver", solver),
+        power_iterations=power_iterations, oversampling=oversampling, seed=seed,
+        gemm=enum_member(GemmPrecision, "gemm", gemm),
     )
     batch, tokens = shape_of(hidden, "hidden", "(B, T, H)")[:2]
     weights = empty(hidden, (batch, tokens), "float32") if out is None else out
@@ -182,8 +187,7 @@ def grpo_advantages(
     s - mean with normalize_by_std=False), 0 where masked."""
     mask = exportable(mask)
     scores = as_vector(scores, "float32", "scores")
-    params = GrpoParams()
-    params.normalize_by_std, params.epsilon = normalize_by_std, epsilon
+    params = _params(GrpoParams, normalize_by_std=normalize_by_std, epsilon=epsilon)
     out = empty(mask, shape_of(mask, "mask", "(B, T)"), "float32") if out is None else out
     _resrl.grpo_advantages(scores, mask, _groups(groups), rollout_n or 0, params, out, threads, stream_of(mask, stream))
     return out
@@ -213,7 +217,8 @@ def reweight_advantages(
     else:
         raise ValueError(f"weighting: {weighting!r} is not one of {', '.join(map(repr, _WEIGHTINGS))}")
     if positive_weight is not None:
-        params.positive_weight = positive_weight
+        params = _params(AdvantageWeighting, positive_weight=positive_weight,
+                         use_token_weights=params.use_token_weights)
     advantages, mask, token_weights = exportable(advantages), exportable(mask), exportable(token_weights)
     scores = as_vector(scores, "float32", "scores")
     out = empty(advantages, shape_of(advantages, "advantages", "(B, T)"), "float32") if out is None else out
@@ -255,11 +260,11 @@ def policy_loss(
     """
     logp, old_logp, advantages, mask, entropy, ref_logp = map(
         exportable, (logp, old_logp, advantages, mask, entropy, ref_logp))
-    params = PolicyLossParams()
-    params.clip_low, params.clip_high, params.clip_ratio_c = clip_low, clip_high, clip_ratio_c
-    params.aggregation = enum_member(LossAggregation, "aggregation", aggregation)
-    params.entropy_coeff, params.kl_coeff = entropy_coeff, kl_coeff
-    params.kl = enum_member(KlEstimator, "kl", "k3" if kl == "low_var_kl" else kl)
+    params = _params(
+        PolicyLossParams, clip_low=clip_low, clip_high=clip_high, clip_ratio_c=clip_ratio_c,
+        aggregation=enum_member(LossAggregation, "aggregation", aggregation), entropy_coeff=entropy_coeff,
+        kl_coeff=kl_coeff, kl=enum_member(KlEstimator, "kl", "k3" if kl == "low_var_kl" else kl),
+    )
     if grad:
         dtype = str(logp.dtype).replace("torch.", "")
         if dlogp is None:
@@ -277,8 +282,7 @@ def length_scaled_rewards(rewards, lengths, *, start=3500, end=4096, floor=0.7, 
     to floor x at `end`; other rewards are unchanged."""
     rewards = as_vector(rewards, "float32", "rewards")
     lengths = as_vector(lengths, "int64", "lengths")
-    params = LengthPenaltyParams()
-    params.start, params.end, params.floor = start, end, floor
+    params = _params(LengthPenaltyParams, start=start, end=end, floor=floor)
     out = empty(rewards, shape_of(rewards, "rewards", "(B,)"), "float32") if out is None else out
     _resrl.length_scaled_rewards(rewards, lengths, params, out, stream_of(rewards, stream))
     return out

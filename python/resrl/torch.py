@@ -72,8 +72,9 @@ if uses_custom_ops:
         settings = _settings(clip_low, clip_high, clip_ratio_c, aggregation, entropy_coeff, kl_coeff, kl)
         loss, values, dlogp, dentropy = _policy_loss_values(logp, old_logp, advantages, mask, entropy, ref_logp,
                                                             settings, want_grad)
-        empty = logp.new_empty(0)
-        return loss, values, empty if dlogp is None else dlogp, empty if dentropy is None else dentropy
+        # Outputs of a custom operator may not alias each other: one empty tensor each.
+        return (loss, values, logp.new_empty(0) if dlogp is None else dlogp,
+                logp.new_empty(0) if dentropy is None else dentropy)
 
     @_policy_loss_op.register_fake
     def _(logp, old_logp, advantages, mask, entropy, ref_logp, *settings_and_want_grad):

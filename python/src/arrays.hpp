@@ -1,7 +1,8 @@
 // The binding's view of one array argument, independent of nanobind so that
 // the CUDA translation unit (nvcc) and the host one share it: where the data
 // is, its element type, shape and strides (in elements), and the Python
-// argument name that every message about it uses.
+// argument name that every message about it uses; and the library's views
+// (tensors, matrices, scores, groupings) built from such arguments.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 #include "resrl/base/error.hpp"
 #include "resrl/base/views.hpp"
+#include "resrl/types/grouping.hpp"
 
 namespace resrl::python {
 
@@ -106,9 +108,38 @@ inline void expect_batch_shape(const array_ref& a, const array_ref& shape_source
                 ", ", shape_source.shape[1], ")");
 }
 
+/// Per-token (B, T) scores must match (B, T); per-sample ones are the library's to check.
+inline void expect_scores_shape(const array_ref& scores, const array_ref& shape_source) {
+  if (scores.ndim == 2) expect_batch_shape(scores, shape_source);
+}
+
 inline void expect_type(const array_ref& a, element_type want) {
   if (a.present && a.type != want)
     raise_type_error(a.name, ": expected ", to_string(want), " elements, got ", a.type_name);
+}
+
+inline sample_scores scores_of(const array_ref& s) {
+  expect_type(s, element_type::float32);
+  RESRL_EXPECTS(s.ndim == 1 || s.ndim == 2, s.name, ": expected per-sample (B,) or per-token (B, T) scores, got ",
+                s.ndim, " dimensions");
+  if (s.ndim == 1) return {vector_of<const float>(s), {}};
+  return {{}, matrix_of<const float>(s)};
+}
+
+/// Group ids are read on the host by both backends (group planning).
+inline grouping grouping_of(const array_ref& ids, index_t rollout_n) {
+  if (!ids.present) return grouping::by_rollout(rollout_n);
+  expect_type(ids, element_type::int64);
+  RESRL_EXPECTS(ids.memory == memory_kind::host, ids.name,
+                ": group ids must be in host memory (both backends plan the groups on the host)");
+  return {vector_of<const std::int64_t>(ids), rollout_n};
+}
+
+/// (B, T) exclusion flags as the library's uint8 view; bool has the same bytes.
+inline matrix_view<const std::uint8_t> excluded_of(const array_ref& e) {
+  if (e.present && e.type != element_type::uint8 && e.type != element_type::boolean)
+    raise_type_error(e.name, ": expected bool or uint8 elements, got ", e.type_name);
+  return matrix_of<const std::uint8_t>(e);
 }
 
 template <class T>

@@ -1,41 +1,17 @@
 // The calls of backend.hpp written once for both executors: build the
 // library's views from the array arguments, pick the element types, call.
-// Included by the host translation unit (Backend = host, Eigen's 16-bit
-// types) and the CUDA one (nvcc, __half / __nv_bfloat16). A Backend gives
-// its 16-bit types, whether it takes double hidden states,
-// `run(execution, f)`, which calls f with the backend's executor, and
-// `workspace(bytes)`, the token-weight workspace (`bytes()` its size query). Include
-// the backend's facade (resrl/resrl.hpp or resrl/resrl.cuh) first: the calls
-// are named qualified, so they must be declared before this header.
+// Included by the host translation unit (Eigen's 16-bit types) and the CUDA
+// one (nvcc, __half / __nv_bfloat16). A Backend gives its 16-bit types,
+// whether it takes double hidden states, `run(execution, f)`, which calls f
+// with the backend's executor, and `workspace(bytes)`, the token-weight
+// workspace (`bytes()` is its size query). Include the backend's facade
+// (resrl/resrl.hpp or resrl/resrl.cuh) first: the calls are named qualified,
+// so they must be declared before this header.
 #pragma once
 
 #include "backend.hpp"
 
 namespace resrl::python {
-
-inline sample_scores scores_of(const array_ref& s) {
-  expect_type(s, element_type::float32);
-  RESRL_EXPECTS(s.ndim == 1 || s.ndim == 2, s.name, ": expected per-sample (B,) or per-token (B, T) scores, got ",
-                s.ndim, " dimensions");
-  if (s.ndim == 1) return {vector_of<const float>(s), {}};
-  return {{}, matrix_of<const float>(s)};
-}
-
-/// Group ids are read on the host by both backends (group planning).
-inline grouping grouping_of(const array_ref& ids, index_t rollout_n) {
-  if (!ids.present) return grouping::by_rollout(rollout_n);
-  expect_type(ids, element_type::int64);
-  RESRL_EXPECTS(ids.memory == memory_kind::host, ids.name,
-                ": group ids must be in host memory (both backends plan the groups on the host)");
-  return {vector_of<const std::int64_t>(ids), rollout_n};
-}
-
-/// (B, T) exclusion flags as the library's uint8 view; bool has the same bytes.
-inline matrix_view<const std::uint8_t> excluded_of(const array_ref& e) {
-  if (e.present && e.type != element_type::uint8 && e.type != element_type::boolean)
-    raise_type_error(e.name, ": expected bool or uint8 elements, got ", e.type_name);
-  return matrix_of<const std::uint8_t>(e);
-}
 
 inline token_weight_outputs token_weight_outputs_of(const token_weights_args& a) {
   expect_type(a.weights, element_type::float32);
@@ -57,7 +33,7 @@ template <class Backend>
 void run_token_weights(const token_weights_args& a, const execution& e) {
   expect_ndim(a.hidden, 3, "(B, T, H)");
   for (const array_ref* r : {&a.mask, &a.excluded, &a.weights, &a.distances}) expect_batch_shape(*r, a.hidden);
-  if (a.scores.ndim == 2) expect_batch_shape(a.scores, a.hidden);
+  expect_scores_shape(a.scores, a.hidden);
   const token_weight_outputs out = token_weight_outputs_of(a);
   with_hidden_type<Backend>(a.hidden, [&](auto hidden_type) {
     with_mask_type(a.mask, [&](auto mask_type) {
@@ -81,7 +57,7 @@ template <class Backend>
 void run_grpo_advantages(const grpo_args& a, const execution& e) {
   expect_ndim(a.mask, 2, "(B, T)");
   expect_batch_shape(a.out, a.mask);
-  if (a.scores.ndim == 2) expect_batch_shape(a.scores, a.mask);
+  expect_scores_shape(a.scores, a.mask);
   expect_type(a.out, element_type::float32);
   with_mask_type(a.mask, [&](auto mask_type) {
     using Mask = typename decltype(mask_type)::type;
@@ -98,7 +74,7 @@ template <class Backend>
 void run_reweight_advantages(const reweight_args& a, const execution& e) {
   expect_ndim(a.advantages, 2, "(B, T)");
   for (const array_ref* r : {&a.mask, &a.token_weights, &a.out}) expect_batch_shape(*r, a.advantages);
-  if (a.scores.ndim == 2) expect_batch_shape(a.scores, a.advantages);
+  expect_scores_shape(a.scores, a.advantages);
   for (const array_ref* r : {&a.advantages, &a.token_weights, &a.out}) expect_type(*r, element_type::float32);
   with_mask_type(a.mask, [&](auto mask_type) {
     using Mask = typename decltype(mask_type)::type;
@@ -162,7 +138,7 @@ template <class Backend>
 likelihood_displacement run_positive_likelihood_displacement(const displacement_args& a, const execution& e) {
   expect_ndim(a.logp, 2, "(B, T)");
   for (const array_ref* r : {&a.old_logp, &a.mask}) expect_batch_shape(*r, a.logp);
-  if (a.scores.ndim == 2) expect_batch_shape(a.scores, a.logp);
+  expect_scores_shape(a.scores, a.logp);
   return with_real_type(a.logp, [&](auto real_type) {
     using Real = typename decltype(real_type)::type;
     expect_type(a.old_logp, a.logp.type);

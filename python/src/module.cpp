@@ -5,8 +5,11 @@
 // backend where the arrays live with the GIL released, and library
 // exceptions become resrl.InvalidArgument, resrl.NonFiniteInput, ...
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -119,8 +122,9 @@ std::pair<const backend*, execution> backend_for(std::initializer_list<const arr
                                                  std::uintptr_t stream) {
   const array_ref& first = **arrays.begin();
   for (const array_ref* a : arrays) {
-    if (!a->present) continue;
-    RESRL_EXPECTS(where(*a) == where(first), a->name, ": in ", where(*a), " but ", first.name, " is in ",
+    const bool same_place =
+        a->memory == first.memory && (a->memory == memory_kind::host || a->device_id == first.device_id);
+    RESRL_EXPECTS(!a->present || same_place, a->name, ": in ", where(*a), " but ", first.name, " is in ",
                   where(first), " (the arrays of a call live in one place)");
   }
   if (first.memory == memory_kind::host) return {&host_backend(), execution{threads, 0, 0}};
@@ -159,7 +163,7 @@ PyObject* new_exception(nb::module_& m, const char* name, std::initializer_list<
   return type;  // one reference kept for the lifetime of the process
 }
 
-exception_types register_exceptions(nb::module_& m) {
+void register_exceptions(nb::module_& m) {
   exception_types t{};
   t.error = new_exception(m, "Error", {PyExc_RuntimeError}, "Base of every error the library raises.");
   t.invalid_argument = new_exception(m, "InvalidArgument", {t.error, PyExc_ValueError},
@@ -185,9 +189,8 @@ exception_types register_exceptions(nb::module_& m) {
       PyErr_SetString(types.error, e.what());
     } catch (const type_error& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
-    }
+    }  // anything else goes on to nanobind's own translators
   });
-  return t;
 }
 
 // ---- settings ---------------------------------------------------------------
@@ -346,9 +349,7 @@ NB_MODULE(_resrl, m) {
       "count_groups",
       [](nb::handle groups, index_t rollout_n, index_t batch) {
         const array_ref ids = input(groups, "groups");
-        expect_type(ids, element_type::int64);
-        RESRL_EXPECTS(!ids.present || ids.memory == memory_kind::host, "groups: group ids must be in host memory");
-        const grouping g{vector_of<const std::int64_t>(ids), ids.present ? 0 : rollout_n};
+        const grouping g = grouping_of(ids, ids.present ? 0 : rollout_n);
         detail::check_grouping(g, batch);
         return count_groups(g, batch);
       },

@@ -21,9 +21,9 @@ def test_exception_hierarchy():
 
 
 def call_with(batch, **replace):
-    args = dict(hidden=batch.hidden, mask=batch.mask, scores=batch.scores, groups=batch.groups)
+    args = dict(hidden=batch.hidden, mask=batch.mask, scores=batch.scores, groups=batch.groups, rank=4)
     args.update(replace)
-    return resrl.token_weights(**args, rank=4)
+    return resrl.token_weights(**args)
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -34,6 +34,8 @@ def call_with(batch, **replace):
     ("mask", "all", "mask: expected an array (NumPy, PyTorch or any DLPack producer), got str"),
     ("scores", np.ones((8, 24), np.float64), "scores: expected float32 elements, got float64"),
     ("groups", {"a": 1}, "groups: expected an array or a list of numbers, got dict"),
+    ("rank", "4", "rank: expected int, got '4'"),
+    ("min_weight", None, "min_weight: expected float, got None"),
 ])
 def test_unsupported_types_are_type_errors(batch, name, value, message):
     with pytest.raises(TypeError) as error:
