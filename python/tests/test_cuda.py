@@ -42,6 +42,7 @@ def test_token_weights_on_the_device(hidden_type, solver):
 def filled_later(source, stream):
     """A device copy of `source` that `stream` fills only after a long sleep."""
     target = torch.full_like(source, float("nan"), device="cuda")
+    stream.wait_stream(torch.cuda.current_stream())  # the NaN fill first
     with torch.cuda.stream(stream):
         torch.cuda._sleep(SLEEP_CYCLES)
         target.copy_(source.cuda(non_blocking=False))
