@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli_support.hpp"
@@ -47,16 +48,48 @@ TEST_CASE("cli contract: token-weights settings outside their ranges", "[cli][co
   const batch in;
   write_inputs(dir, in, in.hidden);
   const auto tw = [&](const std::string& flags) { return token_weights_args(dir, "--rollout-n 3 " + flags); };
-  rejected(dir, tw("--q-low 0.9"), "quantile_low (0.9) must not exceed quantile_high (0.8)");
-  rejected(dir, tw("--q-high 1.5"), "quantile_high must be in [0, 1], got 1.5");
-  rejected(dir, tw("--q-low -0.1"), "quantile_low must be in [0, 1], got -0.1");
-  rejected(dir, tw("--q-low nan"), "quantile_low must be in [0, 1], got nan");
-  rejected(dir, tw("--min-weight 1.5"), "min_weight must be in [0, 1], got 1.5");
-  rejected(dir, tw("--min-weight -0.1"), "min_weight must be in [0, 1], got -0.1");
-  rejected(dir, tw("--niter -1"), "power_iterations must be >= 0, got -1");
-  rejected(dir, tw("--max-pos-tokens 3"), "max_positive_tokens must be >= 4, got 3");
-  rejected(dir, tw("--oversample -1"), "oversampling must be >= 0, got -1");
+  rejected(dir, tw("--q-low 0.9"), "--q-low: must be <= --q-high (0.8), got 0.9");
+  rejected(dir, tw("--q-high 1.5"), "--q-high: must be in [0, 1], got 1.5");
+  rejected(dir, tw("--q-low -0.1"), "--q-low: must be in [0, 1], got -0.1");
+  rejected(dir, tw("--q-low nan"), "--q-low: must be in [0, 1], got nan");
+  rejected(dir, tw("--min-weight 1.5"), "--min-weight: must be in [0, 1], got 1.5");
+  rejected(dir, tw("--min-weight -0.1"), "--min-weight: must be in [0, 1], got -0.1");
+  rejected(dir, tw("--niter -1"), "--niter: must be >= 0, got -1");
+  rejected(dir, tw("--max-pos-tokens 3"), "--max-pos-tokens: must be >= 4, got 3");
+  rejected(dir, tw("--oversample -1"), "--oversample: must be >= 0, got -1");
   rejected(dir, tw("--rank 99999999999999999999"), "--rank: '99999999999999999999' is out of range");
+}
+
+TEST_CASE("cli contract: a setting out of range is named by its flag, for every command", "[cli][contract]") {
+  temp_dir dir;
+  const batch in;
+  write_inputs(dir, in, in.hidden);
+  write_npy(dir / "L.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T), -1.0f));
+  const std::string tw = token_weights_args(dir, "--rollout-n 3 ");
+  const std::string adv =
+      "grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --out " + (dir / "A.npy") + " ";
+  const std::string loss = "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") +
+                           " --advantages " + (dir / "L.npy") + " --mask " + (dir / "M.npy") + " --grad " +
+                           (dir / "W.npy") + " --report " + (dir / "R.json") + " ";
+  // The whole line: the value is quoted as given, and the library's field
+  // names (token_weight_params.rank, ...) do not appear.
+  const std::pair<std::string, std::string> cases[] = {
+      {tw + "--rank 0", "resrl token-weights: --rank: must be >= 1, got 0\n"},
+      {tw + "--rank -3", "resrl token-weights: --rank: must be >= 1, got -3\n"},
+      {tw + "--max-pos-tokens 0", "resrl token-weights: --max-pos-tokens: must be >= 4, got 0\n"},
+      {tw + "--repeat 0", "resrl token-weights: --repeat: must be >= 1, got 0\n"},
+      {tw + "--q-high 1e300", "resrl token-weights: --q-high: must be in [0, 1], got 1e300\n"},
+      {adv + "--rollout-n 0", "resrl grpo-advantages: --rollout-n: must be >= 1, got 0\n"},
+      {adv + "--rollout-n 3 --eps nan", "resrl grpo-advantages: --eps: must be >= 0, got nan\n"},
+      {adv + "--rollout-n 3 --eps -1e-9", "resrl grpo-advantages: --eps: must be >= 0, got -1e-9\n"},
+      {loss + "--clip-low 1", "resrl policy-loss: --clip-low: must be in [0, 1), got 1\n"},
+      {loss + "--clip-low -0.1", "resrl policy-loss: --clip-low: must be in [0, 1), got -0.1\n"},
+      {loss + "--clip-high -0.5", "resrl policy-loss: --clip-high: must be finite and >= 0, got -0.5\n"},
+      {loss + "--clip-high inf", "resrl policy-loss: --clip-high: must be finite and >= 0, got inf\n"},
+      {loss + "--clip-c 1e31", "resrl policy-loss: --clip-c: must be finite and > 1, got 1e31\n"},
+      {loss + "--clip-c nan", "resrl policy-loss: --clip-c: must be finite and > 1, got nan\n"},
+  };
+  for (const auto& [args, line] : cases) CHECK(rejected(dir, args, line).err == line);
 }
 
 TEST_CASE("cli contract: token-weights values: NaN/Inf named where read, ignored where not", "[cli][contract]") {
@@ -164,6 +197,15 @@ TEST_CASE("cli contract: token-weights on empty and degenerate batches", "[cli][
       for (index_t t = 0; t < in.T; ++t)
         CHECK(w[static_cast<std::size_t>(b * in.T + t)] ==
               (!in.positive(b) && in.mask[static_cast<std::size_t>(b * in.T + t)] ? 0.65f : 1.0f));
+    // Both warnings, one line each, on stderr: rank 64 became min(64, M - 1, 1) = 1, and no weight
+    // depends on a distance.
+    CHECK(r.out.empty());
+    CHECK(r.err ==
+          "resrl token-weights: warning: --rank 64 clamped to 1 in 2 group(s) of 2 weighted (a group's rank is "
+          "min(--rank, its positive tokens used - 1, H = 1))\n"
+          "resrl token-weights: warning: every weighted group (2) had a degenerate distance range (its --q-low and "
+          "--q-high distance quantiles less than 1e-05 apart): all their negative tokens got (xi + 1) / 2 = 0.65 "
+          "(xi = --min-weight)\n");
   }
   SECTION("one response per group: every group skipped, weights 1") {
     write_inputs(dir, in, in.hidden);
@@ -229,7 +271,7 @@ TEST_CASE("cli contract: grpo-advantages and policy-loss values", "[cli][contrac
   r = run_cli(dir, loss + " --agg seq-mean-token-mean");
   REQUIRE(r.status == 0);
   CHECK(json_number(r.out, "loss") == Approx(-3.0 / 2));  // (mean(-2, -4) + 0) / B = -3 / 2
-  rejected(dir, loss + " --clip-c 1", "clip_ratio_c must be finite and > 1, got 1");
+  rejected(dir, loss + " --clip-c 1", "--clip-c: must be finite and > 1, got 1");
   write_npy(dir / "L.npy", "<f4", {2, 2}, std::vector<float>{-1, kNaN, -1, -1});
   rejected(dir, loss, "logp[0, 1] is nan at a valid token");
   // Zero-size arrays: loss 0 over 0 tokens.
@@ -287,4 +329,66 @@ TEST_CASE("cli contract: the .npy reader cases cli_test leaves out", "[cli][cont
   CHECK(r.status == 1);
   CHECK(r.err == "resrl token-weights: error: out of memory: the inputs need more memory than is available\n");
   CHECK_FALSE(fs::exists(dir / "W.npy"));
+}
+
+TEST_CASE("cli contract: reweight-advantages rejects a missing or extra --weights, shapes and settings",
+          "[cli][contract][reweight]") {
+  temp_dir dir;
+  const index_t B = 3, T = 4;
+  const auto n = static_cast<std::size_t>(B * T);
+  write_npy(dir / "Adv.npy", "<f4", {B, T}, std::vector<float>(n, -1.0f));
+  write_npy(dir / "M.npy", "|b1", {B, T}, std::vector<std::uint8_t>(n, 1));
+  write_npy(dir / "S.npy", "<f4", {B}, std::vector<float>{1, 0, 0});
+  write_npy(dir / "Wt.npy", "<f4", {B, T}, std::vector<float>(n, 0.5f));
+  write_npy(dir / "Wwide.npy", "<f4", {B, T + 1}, std::vector<float>(n + 3, 0.5f));
+  write_npy(dir / "Mshort.npy", "|b1", {B - 1, T}, std::vector<std::uint8_t>(n - 4, 1));
+  write_npy(dir / "S4.npy", "<f4", {B + 1}, std::vector<float>{1, 0, 0, 0});
+  write_npy(dir / "Adv3.npy", "<f4", {B, T, 1}, std::vector<float>(n, -1.0f));
+  write_npy(dir / "Wi.npy", "<i4", {B, T}, std::vector<std::int32_t>(n, 1));
+  auto bad_adv = std::vector<float>(n, -1.0f);
+  bad_adv[6] = kNaN;  // sample 1, token 2: valid
+  write_npy(dir / "AdvNaN.npy", "<f4", {B, T}, bad_adv);
+  auto bad_w = std::vector<float>(n, 0.5f);
+  bad_w[4] = 1.5f;  // sample 1 (negative), token 0
+  write_npy(dir / "Wbad.npy", "<f4", {B, T}, bad_w);
+  const auto cmd = [&](const std::string& adv, const std::string& mask, const std::string& scores,
+                       const std::string& extra) {
+    return "reweight-advantages --advantages " + (dir / adv) + " --mask " + (dir / mask) + " --scores " +
+           (dir / scores) + " --out " + (dir / "A.npy") + " " + extra;
+  };
+  const auto with = [&](const std::string& extra) { return cmd("Adv.npy", "M.npy", "S.npy", extra); };
+  const std::string w = "--weights " + (dir / "Wt.npy");
+  rejected(dir, with(""), "resrl reweight-advantages: --weights: required with --method resrl");
+  rejected(dir, with("--method resrl --positive-weight 0.2"), "--weights: required with --method resrl");
+  for (const char* method : {"grpo", "w-reinforce", "nsr"})
+    rejected(dir, with(w + " --method " + method),
+             std::string("--weights: not used by --method ") + method + " (only resrl weights tokens)");
+  rejected(dir, with("--method grpo --positive-weight 0.5"),
+           "--positive-weight: not taken by --method grpo, whose positive weight is 1");
+  rejected(dir, with("--method nsr --positive-weight 0.5"),
+           "--positive-weight: not taken by --method nsr, whose positive weight is 0");
+  rejected(dir, with(w + " --positive-weight -1"), "--positive-weight: must be finite and >= 0, got -1");
+  rejected(dir, with(w + " --positive-weight nan"), "--positive-weight: must be finite and >= 0, got nan");
+  rejected(dir, with(w + " --positive-weight 1e31"), "--positive-weight: must be finite and >= 0, got 1e31");
+  rejected(dir, with(w + " --method reinforce"), "--method: expected one of grpo, w-reinforce, nsr, resrl");
+  rejected(dir, with("--weights " + (dir / "Wwide.npy")),
+           "--weights: expected shape (3, 4) ((B, T) of --advantages), got (3, 5)");
+  rejected(dir, with("--weights " + (dir / "Wi.npy")), "--weights: dtype int32 is not allowed");
+  rejected(dir, cmd("Adv.npy", "Mshort.npy", "S.npy", w), "--mask: expected shape (3, 4)");
+  rejected(dir, cmd("Adv.npy", "M.npy", "S4.npy", w), "--scores: expected shape (3,) or (3, 4)");
+  rejected(dir, cmd("Adv3.npy", "M.npy", "S.npy", w), "--advantages: expected a 2-d array (B, T)");
+  rejected(dir, cmd("AdvNaN.npy", "M.npy", "S.npy", w), "advantages[1, 2] is nan at a valid token");
+  rejected(dir, with("--weights " + (dir / "Wbad.npy")), "token_weights[1, 0] is 1.5 (expected a weight in [0, 1])");
+  const std::string without_out = "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " +
+                                  (dir / "M.npy") + " --scores " + (dir / "S.npy") + " ";
+  rejected(dir, without_out + w, "missing required option --out");
+
+  // An empty batch is fine; resrl still takes its (empty) weights.
+  write_npy(dir / "E.npy", "<f4", {0, T}, std::vector<float>{});
+  write_npy(dir / "ME.npy", "|b1", {0, T}, std::vector<std::uint8_t>{});
+  write_npy(dir / "SE.npy", "<f4", {0}, std::vector<float>{});
+  const auto r = run_cli(dir, cmd("E.npy", "ME.npy", "SE.npy", "--weights " + (dir / "E.npy")));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(read_npy(dir / "A.npy").shape == std::vector<index_t>{0, T});
 }

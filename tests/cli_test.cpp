@@ -7,11 +7,13 @@
 
 #include <Eigen/Core>
 #include <catch2/catch.hpp>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -163,6 +165,78 @@ TEST_CASE("cli: token-weights with --groups equals the library, with distances a
   CHECK(json_number(report, "rank", first_group) == expected.groups[0].rank);
   CHECK(static_cast<float>(json_number(report, "weight_mean", first_group)) == expected.groups[0].weight_mean);
   CHECK(json_number(report, "positive_tokens_used", first_group) == 14);
+}
+
+TEST_CASE("cli: token-weights warns on stderr and succeeds when --rank is clamped", "[cli][warnings]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const auto warning = [](const std::string& what, index_t features) {
+    return "resrl token-weights: warning: " + what +
+           " weighted (a group's rank is min(--rank, its positive tokens used - 1, H = " + std::to_string(features) +
+           "))\n";
+  };
+  // Rollout groups {0, 1, 2} and {3, 4, 5} have 7 and 10 positive tokens:
+  // ranks min(1000, 6, 16) = 6 and min(1000, 9, 16) = 9.
+  auto r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 1000"));
+  CHECK(r.status == 0);
+  CHECK(r.out.empty());
+  CHECK(r.err == warning("--rank 1000 clamped to 6..9 in 2 group(s) of 2", 16));
+  // Only group {0, 1, 2} is below --rank 8; the median still goes alone to stdout.
+  r = run_cli(dir, "token-weights --hidden " + (dir / "H.npy") + " --mask " + (dir / "M.npy") + " --scores " +
+                       (dir / "S.npy") + " --rollout-n 3 --rank 8 --out " + (dir / "W.npy") + " --repeat 1");
+  CHECK(r.status == 0);
+  CHECK(r.out.rfind("median_seconds ", 0) == 0);
+  CHECK(count_of(r.out, "\n") == 1);
+  CHECK(r.err == warning("--rank 8 clamped to 6 in 1 group(s) of 2", 16));
+  // --rank above H = 8 features: min(10, 6, 8) = 6 and min(10, 9, 8) = 8.
+  std::vector<float> narrow;
+  for (std::size_t i = 0; i < in.hidden.size(); ++i)
+    if (i % static_cast<std::size_t>(in.H) < 8) narrow.push_back(in.hidden[i]);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, 8}, narrow);
+  r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 10"));
+  CHECK(r.status == 0);
+  CHECK(r.err == warning("--rank 10 clamped to 6..8 in 2 group(s) of 2", 8));
+  // A skipped group (rank 0) is not clamped: with the ids, group 9 is skipped
+  // and group 5 (13 positive tokens) uses min(12, 12, 16) = 12.
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") + " --rank 12"));
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("cli: token-weights warns about degenerate ranges only when every weighted group has one",
+          "[cli][warnings]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  // Sample 3, the only negative of rollout group {3, 4, 5}, repeats one
+  // hidden state: that group's distances are all equal, the other group's
+  // are not.
+  std::vector<float> hidden = in.hidden;
+  const auto at = [&](index_t b, index_t t, index_t h) { return static_cast<std::size_t>((b * in.T + t) * in.H + h); };
+  for (index_t t = 1; t < in.T; ++t)
+    for (index_t h = 0; h < in.H; ++h) hidden[at(3, t, h)] = hidden[at(3, 0, h)];
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, hidden);
+  auto r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 4"));
+  REQUIRE(r.status == 0);
+  CHECK(count_of(read_file(dir / "R.json"), "\"degenerate_range\": true") == 1);
+  CHECK(r.err.empty());
+  // With the other negatives' states repeated too, every group is degenerate.
+  for (index_t b : {1, 2})
+    for (index_t t = 1; t < in.T; ++t)
+      for (index_t h = 0; h < in.H; ++h) hidden[at(b, t, h)] = hidden[at(1, 0, h)];
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, hidden);
+  r = run_cli(dir, token_weights_args(dir, "--rollout-n 3 --rank 4 --min-weight 0.2"));
+  REQUIRE(r.status == 0);
+  CHECK(count_of(read_file(dir / "R.json"), "\"degenerate_range\": true") == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err ==
+        "resrl token-weights: warning: every weighted group (2) had a degenerate distance range (its --q-low and "
+        "--q-high distance quantiles less than 1e-05 apart): all their negative tokens got (xi + 1) / 2 = 0.6 "
+        "(xi = --min-weight)\n");
+  for (float w : read_npy(dir / "W.npy").as<float>()) CHECK((w == 0.6f || w == 1.0f));
 }
 
 TEST_CASE("cli: token-weights with --rollout-n, float32/float16/float64/bfloat16 hidden", "[cli]") {
@@ -415,8 +489,8 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
       {tw("--rollout-n 3 --rank"), "--rank: missing value"},
       {tw("--rollout-n 3 --rank --seed 1"), "--rank: missing value"},
       {tw("--rollout-n 3 --rank abc"), "--rank: expected an integer, got 'abc'"},
-      {tw("--rollout-n 3 --rank 0"), "rank must be >= 1"},
-      {tw("--rollout-n 3 --q-low 1.5"), "quantile_low"},
+      {tw("--rollout-n 3 --rank 0"), "--rank: must be >= 1, got 0"},
+      {tw("--rollout-n 3 --q-low 1.5"), "--q-low: must be in [0, 1], got 1.5"},
       {tw("--rollout-n 3 --min-weight x"), "--min-weight"},
       {tw("--rollout-n 3 --seed -1"), "--seed"},
       {tw("--rollout-n 3 --solver fast"), "--solver: expected one of exact, randomized"},
@@ -433,7 +507,7 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
       {tw("--rollout-n 3" + g), "not both"},
       {tw(""), "one of --groups or --rollout-n is required"},
       {tw("--rollout-n 4"), "multiple of rollout_n"},
-      {tw("--rollout-n 0"), "rollout_n"},
+      {tw("--rollout-n 0"), "--rollout-n: must be >= 1, got 0"},
       {tw("--rollout-n 3 --hidden-dtype bfloat16"), "dtype float32 is not allowed"},
       {with_hidden("H2d.npy"), "--hidden: expected a 3-d array (B, T, H), got shape (6, 7)"},
       {swapped("M.npy", dir / "Mshape.npy"), "--mask: expected shape (6, 7)"},
@@ -462,13 +536,13 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
       {swapped("W.npy", "/nonexistent-dir/W.npy"), "cannot write"},
       {"grpo-advantages --scores " + (dir / "S.npy") + " --mask " + (dir / "M.npy") + " --rollout-n 3 --eps -1 --out " +
            (dir / "W.npy"),
-       "epsilon"},
+       "--eps: must be >= 0, got -1"},
       {"grpo-advantages --scores " + (dir / "S5.npy") + " --mask " + (dir / "M.npy") + " --rollout-n 3 --out " +
            (dir / "W.npy"),
        "--scores"},
       {"policy-loss --logp " + (dir / "H2d.npy") + " --old-logp " + (dir / "H2d.npy") + " --advantages " +
            (dir / "H2d.npy") + " --mask " + (dir / "M.npy") + " --clip-c 0.5 --grad " + (dir / "W.npy"),
-       "clip_ratio_c"},
+       "--clip-c: must be finite and > 1, got 0.5"},
       {"policy-loss --logp " + (dir / "H2d.npy") + " --old-logp " + (dir / "H2d.npy") + " --advantages " +
            (dir / "H2d.npy") + " --mask " + (dir / "M.npy") + " --agg mean --grad " + (dir / "W.npy"),
        "--agg"},
@@ -490,4 +564,220 @@ TEST_CASE("cli: bad arguments and files exit 2 with one line and write nothing",
   }
   for (const auto& entry : fs::directory_iterator(dir.path))
     CHECK(entry.path().string().find(".tmp") == std::string::npos);
+}
+
+namespace {
+
+/// A (3, 4) case for reweight-advantages: sample 0 positive, 1 and 2
+/// negative; NaN advantages and weights outside [0, 1] only where masked or
+/// on the positive sample, where they must not be read.
+struct reweight_case {
+  index_t B = 3, T = 4;
+  std::vector<float> advantages{0.8f, -1.5f, 2.25f, NAN, -0.7f, 0.3f, -2.0f, 1.1f, -0.9f, NAN, 0.45f, NAN};
+  std::vector<std::uint8_t> mask{1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0};
+  std::vector<float> scores{1.0f, 0.0f, -1.0f};
+  std::vector<float> weights{7.0f, 7.0f, 7.0f, 7.0f, 0.1f, 0.55f, 1.0f, 0.3f, 0.25f, 7.0f, 0.9f, NAN};
+
+  void write(const temp_dir& dir) const {
+    write_npy(dir / "Adv.npy", "<f4", {B, T}, advantages);
+    write_npy(dir / "M.npy", "|b1", {B, T}, mask);
+    write_npy(dir / "S.npy", "<f4", {B}, scores);
+    write_npy(dir / "Wt.npy", "<f4", {B, T}, weights);
+  }
+
+  /// The rule written out: A x positive_weight on the positive sample, A x w
+  /// (or A) on the negative ones, 0 where masked.
+  std::vector<float> expected(double positive_weight, bool token_weights) const {
+    std::vector<float> out;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T; ++t) {
+        const auto i = static_cast<std::size_t>(b * T + t);
+        const double a = advantages[i];
+        const double scale = b == 0 ? positive_weight : token_weights ? weights[i] : 1.0;
+        out.push_back(mask[i] ? static_cast<float>(a * scale) : 0.0f);
+      }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cli: reweight-advantages equals the hand-computed rule for every method", "[cli][reweight]") {
+  temp_dir dir;
+  const reweight_case c;
+  c.write(dir);
+  const std::string io = "reweight-advantages --advantages " + (dir / "Adv.npy") + " --mask " + (dir / "M.npy") +
+                         " --scores " + (dir / "S.npy") + " --out " + (dir / "R.npy");
+  const std::string weights = " --weights " + (dir / "Wt.npy");
+  struct method_case {
+    std::string flags;
+    double positive_weight;
+    bool token_weights;
+  };
+  const std::vector<method_case> cases{{" --method grpo", 1.0, false},
+                                       {" --method w-reinforce", 0.1, false},
+                                       {" --method nsr", 0.0, false},
+                                       {" --method resrl" + weights, 0.1, true},
+                                       {weights, 0.1, true},  // resrl is the default
+                                       {weights + " --positive-weight 0.5", 0.5, true},
+                                       {" --method w-reinforce --positive-weight 0.25", 0.25, false}};
+  for (const auto& m : cases) {
+    INFO("resrl " << io << m.flags);
+    const auto r = run_cli(dir, io + m.flags);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.empty());
+    CHECK(r.err.empty());
+    const npy_file out = read_npy(dir / "R.npy");
+    CHECK(out.descr == "<f4");
+    CHECK(out.shape == std::vector<index_t>{c.B, c.T});
+    CHECK(same_floats(out.as<float>(), c.expected(m.positive_weight, m.token_weights)));
+  }
+  // NSR: the positive sample's advantages are all 0; the negatives' unchanged.
+  REQUIRE(run_cli(dir, io + " --method nsr").status == 0);
+  const auto nsr = read_npy(dir / "R.npy").as<float>();
+  for (index_t t = 0; t < c.T; ++t) CHECK(nsr[static_cast<std::size_t>(t)] == 0.0f);
+  CHECK(nsr[4] == -0.7f);
+
+  // (B, T) float64 scores decide by their sum over valid tokens: row 1 sums
+  // to -0.5 (the masked +100s are not read), row 2 to 0 (not positive).
+  write_npy(dir / "S.npy", "<f8", {c.B, c.T}, std::vector<double>{0.5, 0, 0, -9, -1, 0.5, 0, 0, 1, 100, -1, 100});
+  const auto r = run_cli(dir, io + weights);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(same_floats(read_npy(dir / "R.npy").as<float>(), c.expected(0.1, true)));
+
+  const auto help = run_cli(dir, "reweight-advantages --help");
+  CHECK(help.status == 0);
+  CHECK(help.out.find("Usage: resrl reweight-advantages") != std::string::npos);
+  CHECK(run_cli(dir, "--help").out.find("reweight-advantages") != std::string::npos);
+}
+
+TEST_CASE("cli: the pipeline from files: token-weights, grpo-advantages, reweight-advantages, policy-loss",
+          "[cli][reweight]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  const std::string common = " --mask " + (dir / "M.npy") + " --scores " + (dir / "S.npy");
+  for (const std::string& step :
+       {"token-weights --hidden " + (dir / "H.npy") + common + " --rollout-n 3 --rank 4 --out " + (dir / "W.npy"),
+        "grpo-advantages" + common + " --rollout-n 3 --out " + (dir / "A.npy"),
+        "reweight-advantages --advantages " + (dir / "A.npy") + " --weights " + (dir / "W.npy") + common + " --out " +
+            (dir / "R.npy"),
+        "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") + " --advantages " +
+            (dir / "R.npy") + " --mask " + (dir / "M.npy") + " --grad " + (dir / "G.npy")}) {
+    if (step.rfind("policy-loss", 0) == 0)
+      write_npy(dir / "L.npy", "<f4", {in.B, in.T}, std::vector<float>(static_cast<std::size_t>(in.B * in.T), -1));
+    const auto r = run_cli(dir, step);
+    INFO("resrl " << step << "\n" << r.err);
+    REQUIRE(r.status == 0);
+  }
+  const auto w = read_npy(dir / "W.npy").as<float>(), a = read_npy(dir / "A.npy").as<float>();
+  const auto reweighted = read_npy(dir / "R.npy").as<float>(), grad = read_npy(dir / "G.npy").as<float>();
+  index_t valid = 0;
+  for (std::uint8_t m : in.mask) valid += m;
+  for (index_t b = 0; b < in.B; ++b)
+    for (index_t t = 0; t < in.T; ++t) {
+      const auto i = static_cast<std::size_t>(b * in.T + t);
+      const double scale = in.positive(b) ? 0.1 : w[i];
+      CHECK(reweighted[i] == (in.mask[i] ? static_cast<float>(a[i] * scale) : 0.0f));
+      // Ratio 1, nothing clipped: d(token-mean loss) / d logp = -A' / valid tokens.
+      CHECK(grad[i] == Approx(-reweighted[i] / static_cast<double>(valid)).margin(1e-7));
+    }
+}
+
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+std::vector<std::string> keys_of(const ordered_json& object) {
+  std::vector<std::string> keys;
+  for (const auto& item : object.items()) keys.push_back(item.key());
+  return keys;
+}
+
+/// The shortest text that reads back as `v`, as std::to_chars writes it.
+std::string shortest(float v) {
+  char buf[32];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+}  // namespace
+
+TEST_CASE("cli: the JSON reports parse, keys in their order, integers as integers, NaN as null", "[cli][json]") {
+  temp_dir dir;
+  const batch in;
+  write_batch_inputs(dir, in);
+  write_npy(dir / "H.npy", "<f4", {in.B, in.T, in.H}, in.hidden);
+  auto r = run_cli(dir, token_weights_args(dir, "--groups " + (dir / "G.npy") + " --rank 4 --repeat 2"));
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const std::string text = read_file(dir / "R.json");
+  CHECK(text.back() == '\n');
+  const ordered_json report = ordered_json::parse(text);
+  using keys = std::vector<std::string>;
+  CHECK(keys_of(report) == keys{"command", "version", "parameters", "summary", "groups", "repeat", "median_seconds"});
+  CHECK(keys_of(report["parameters"]) == keys{"batch", "tokens", "features", "hidden_dtype", "scores", "grouping",
+                                              "rollout_n", "rank", "max_positive_tokens", "quantile_low",
+                                              "quantile_high", "min_weight", "solver", "power_iterations",
+                                              "oversampling", "seed", "gemm", "device", "threads"});
+  CHECK(keys_of(report["summary"]) == keys{"groups", "weighted_groups", "positive_samples", "negative_samples",
+                                           "positive_sample_ratio", "weighted_tokens", "mean_weight", "min_weight",
+                                           "max_weight"});
+  REQUIRE(report["groups"].size() == 2);
+  const keys group_keys{"group_id",
+                        "positive_samples",
+                        "negative_samples",
+                        "positive_tokens",
+                        "positive_tokens_used",
+                        "negative_tokens",
+                        "rank",
+                        "skipped",
+                        "degenerate_range",
+                        "quantile_low_value",
+                        "quantile_high_value",
+                        "weight_mean",
+                        "weight_min",
+                        "weight_max",
+                        "distance_mean",
+                        "bf16_gemms"};
+  for (const auto& g : report["groups"]) CHECK(keys_of(g) == group_keys);
+  CHECK(report["parameters"]["rollout_n"].is_null());
+  CHECK(report["parameters"]["rank"].is_number_integer());
+  CHECK(report["parameters"]["quantile_low"].is_number_float());
+  CHECK(report["repeat"] == 2);
+  CHECK(report["median_seconds"].is_number_float());
+
+  resrl::token_weight_params p;
+  p.rank = 4;
+  const auto expected = library_weights(in, in.hidden, resrl::grouping::by_ids(in.ids.data(), in.B), p);
+  const ordered_json& weighted = report["groups"][0];
+  const ordered_json& skipped = report["groups"][1];
+  CHECK(weighted["group_id"] == 5);
+  CHECK(weighted["rank"].is_number_integer());
+  CHECK(weighted["degenerate_range"] == false);
+  // Floats: their shortest round-trip text (not the longer one of the exact double).
+  CHECK(text.find("\"weight_mean\": " + shortest(expected.groups[0].weight_mean) + ",") != std::string::npos);
+  CHECK(static_cast<float>(weighted["distance_mean"].get<double>()) == expected.groups[0].distance_mean);
+  // The skipped group's NaN statistics are null.
+  CHECK(skipped["skipped"] == "too_few_positive_tokens");
+  for (const char* key : {"quantile_low_value", "quantile_high_value", "distance_mean"}) CHECK(skipped[key].is_null());
+
+  // policy-loss on stdout: same document, shape as an array of integers.
+  write_npy(dir / "L.npy", "<f4", {2, 3}, std::vector<float>{-1, -2, -0.5f, -1, -1, -3});
+  write_npy(dir / "A.npy", "<f4", {2, 3}, std::vector<float>{1, -1, 0.5f, 2, 0, -2});
+  write_npy(dir / "PM.npy", "|b1", {2, 3}, std::vector<std::uint8_t>{1, 1, 1, 1, 1, 0});
+  r = run_cli(dir, "policy-loss --logp " + (dir / "L.npy") + " --old-logp " + (dir / "L.npy") + " --advantages " +
+                       (dir / "A.npy") + " --mask " + (dir / "PM.npy"));
+  REQUIRE(r.status == 0);
+  const ordered_json loss = ordered_json::parse(r.out);
+  CHECK(keys_of(loss) ==
+        keys{"command", "version", "loss", "pg_loss", "clipfrac", "ppo_kl", "clipfrac_lower", "tokens", "parameters"});
+  CHECK(keys_of(loss["parameters"]) == keys{"shape", "clip_low", "clip_high", "clip_c", "agg", "dtype"});
+  CHECK(loss["parameters"]["shape"] == ordered_json::array({2, 3}));
+  CHECK(loss["tokens"] == 5);
+  CHECK(loss["tokens"].is_number_integer());
+  CHECK(loss["clipfrac"].is_number_float());
+  CHECK(loss["parameters"]["clip_c"].get<double>() == 3.0);
 }

@@ -32,24 +32,10 @@ void rejects(F&& call, const std::string& words) {
 
 resrl::synthetic::batch small_batch(std::uint64_t seed = 3, std::int64_t groups = 2, std::int64_t tokens = 10,
                                     std::int64_t features = 16) {
-  resrl::synthetic::config c;
-  c.groups = groups;
-  c.responses = 4;
-  c.positives = 2;
-  c.tokens = tokens;
-  c.features = features;
-  c.shared_rank = 3;
-  c.error_rank = 3;
-  c.noise = 0.05;
-  c.seed = seed;
-  return resrl::synthetic::make_batch(c);
+  return fixture::small_batch(seed, groups, tokens, features, 3);
 }
 
-resrl::token_weight_params small_params() {
-  resrl::token_weight_params p;
-  p.rank = 3;
-  return p;
-}
+resrl::token_weight_params small_params() { return fixture::small_params(3); }
 
 /// One token-weight call whose pieces a test can break one at a time.
 template <class Hidden = float>

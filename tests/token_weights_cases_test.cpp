@@ -17,24 +17,10 @@ using Catch::Matchers::Contains;
 namespace {
 
 resrl::synthetic::batch small_batch(std::uint64_t seed = 7, std::int64_t groups = 2, std::int64_t tokens = 24) {
-  resrl::synthetic::config c;
-  c.groups = groups;
-  c.responses = 4;
-  c.positives = 2;
-  c.tokens = tokens;
-  c.features = 32;
-  c.shared_rank = 4;
-  c.error_rank = 4;
-  c.noise = 0.05;
-  c.seed = seed;
-  return resrl::synthetic::make_batch(c);
+  return fixture::small_batch(seed, groups, tokens, 32, 4);
 }
 
-resrl::token_weight_params small_params() {
-  resrl::token_weight_params p;
-  p.rank = 4;
-  return p;
-}
+resrl::token_weight_params small_params() { return fixture::small_params(4); }
 
 // numpy 'linear' quantile written out by hand: position q (n - 1).
 double numpy_linear(std::vector<double> v, double q) {

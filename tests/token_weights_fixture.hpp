@@ -14,6 +14,31 @@
 
 namespace fixture {
 
+/// The small batch of the unit tests: `groups` prompts of 4 responses, 2 of
+/// them correct, whose hidden states share a rank-`rank` structure with the
+/// correct ones, add rank-`rank` error directions, and 5% noise.
+inline resrl::synthetic::batch small_batch(std::uint64_t seed, std::int64_t groups, std::int64_t tokens,
+                                           std::int64_t features, std::int64_t rank) {
+  resrl::synthetic::config c;
+  c.groups = groups;
+  c.responses = 4;
+  c.positives = 2;
+  c.tokens = tokens;
+  c.features = features;
+  c.shared_rank = rank;
+  c.error_rank = rank;
+  c.noise = 0.05;
+  c.seed = seed;
+  return resrl::synthetic::make_batch(c);
+}
+
+/// The paper's settings with the subspace rank of a small batch.
+inline resrl::token_weight_params small_params(resrl::index_t rank) {
+  resrl::token_weight_params p;
+  p.rank = rank;
+  return p;
+}
+
 struct layout {
   std::int64_t token_pad = 0;   // extra elements after each token row
   std::int64_t sample_pad = 0;  // extra elements after each sample

@@ -89,7 +89,8 @@ void reweight_advantages(const cuda_executor& exec, const matrix_view<const floa
                          const matrix_view<const float>& token_weights, const advantage_weighting& params,
                          const matrix_view<float>& out, workspace_view ws = {}) {
   cuda::detail::run_synchronously(
-      exec, ws, [&] { return reweight_advantages_workspace_size(exec, advantages, mask, scores, token_weights, params); },
+      exec, ws,
+      [&] { return reweight_advantages_workspace_size(exec, advantages, mask, scores, token_weights, params); },
       [&](workspace_view w) {
         reweight_advantages_async(exec, advantages, mask, scores, token_weights, params, out, w);
       });

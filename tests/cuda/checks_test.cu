@@ -2,8 +2,7 @@
 // touches the GPU (no launch, no CUDA call): this runs without a device.
 #include <catch2/catch.hpp>
 
-#include <string>
-
+#include "error_message.hpp"
 #include "resrl/advantages.cuh"
 #include "resrl/metrics.cuh"
 #include "resrl/policy_loss.cuh"
@@ -12,20 +11,11 @@
 
 namespace {
 
+using cuda_test::message_of;
+
 // Pointers that are never dereferenced: every call below fails its checks first.
 float* fake(std::uintptr_t at) { return reinterpret_cast<float*>(at); }
 const std::int64_t* fake_counts(std::uintptr_t at) { return reinterpret_cast<const std::int64_t*>(at); }
-
-/// The message of the error `call` throws.
-template <class Call>
-std::string message_of(Call&& call) {
-  try {
-    call();
-  } catch (const resrl::error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 struct call {
   std::int64_t B = 4, T = 6, H = 8;
@@ -113,8 +103,7 @@ TEST_CASE("cuda checks: advantages and policy loss validate before any CUDA call
   CHECK_THROWS_WITH(resrl::policy_loss(no_handles, in, {}), Catch::Contains("old_logp: shape"));
 }
 
-TEST_CASE("cuda checks: rewards and metrics reject what the host backend rejects, with its messages, before any "
-          "CUDA call",
+TEST_CASE("cuda checks: rewards and metrics reject what the host does, with its messages, before any CUDA call",
           "[cuda][checks]") {
   using resrl::make_vector_view;
   const auto rewards = make_vector_view<const float>(fake(0x1000), 4);
@@ -122,7 +111,8 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host backend rejects
   const auto out = make_vector_view(fake(0x3000), 4);
   const auto same_as_host = [&](const resrl::length_penalty_params& p, const resrl::vector_view<const std::int64_t>& l,
                                 const resrl::vector_view<float>& o, const char* expected) {
-    const auto gpu_message = message_of([&] { resrl::length_scaled_rewards_async(no_handles, rewards, l, p, o, some_workspace); });
+    const auto gpu_message =
+        message_of([&] { resrl::length_scaled_rewards_async(no_handles, rewards, l, p, o, some_workspace); });
     CHECK_THAT(gpu_message, Catch::Contains(expected));
     CHECK(gpu_message == message_of([&] { resrl::length_scaled_rewards(resrl::host_executor{}, rewards, l, p, o); }));
   };
@@ -131,12 +121,14 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host backend rejects
   same_as_host(bad, lengths, out, "length_penalty_params.floor must be in [0, 1]");
   same_as_host({}, make_vector_view(fake_counts(0x2000), 3), out, "lengths: size 3 but expected 4");
   same_as_host({}, lengths, make_vector_view(fake(0x3000), 4, 0), "out: stride 0 makes output elements overlap");
-  CHECK_THROWS_WITH(resrl::length_scaled_rewards_async(no_handles, rewards, lengths, {}, out, {}),
-                    "resrl: length_scaled_rewards_async needs a workspace of length_scaled_rewards_workspace_size bytes");
+  CHECK_THROWS_WITH(
+      resrl::length_scaled_rewards_async(no_handles, rewards, lengths, {}, out, {}),
+      "resrl: length_scaled_rewards_async needs a workspace of length_scaled_rewards_workspace_size bytes");
 
   const auto samples = make_vector_view(fake_counts(0x4000), 2);
-  CHECK(message_of([&] { resrl::mean_pass_at_k(no_handles, samples, make_vector_view(fake_counts(0x5000), 1), 2); }) ==
-        message_of([&] { resrl::mean_pass_at_k(resrl::host_executor{}, samples, make_vector_view(fake_counts(0x5000), 1), 2); }));
+  const auto short_correct = make_vector_view(fake_counts(0x5000), 1);
+  CHECK(message_of([&] { resrl::mean_pass_at_k(no_handles, samples, short_correct, 2); }) ==
+        message_of([&] { resrl::mean_pass_at_k(resrl::host_executor{}, samples, short_correct, 2); }));
   CHECK_THROWS_WITH(resrl::mean_pass_at_k(no_handles, {}, {}, 2), "resrl: mean_pass_at_k: no problems");
   CHECK_THROWS_WITH(resrl::mean_pass_at_k_async(no_handles, samples, samples, 2, nullptr, some_workspace),
                     Catch::Contains("result"));
@@ -148,12 +140,17 @@ TEST_CASE("cuda checks: rewards and metrics reject what the host backend rejects
   const auto gpu_message =
       message_of([&] { resrl::positive_likelihood_displacement(no_handles, logp, narrow, mask, scores); });
   CHECK(gpu_message == "resrl: old_logp: shape (2, 2) but expected (2, 3)");
-  CHECK(gpu_message == message_of([&] { resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, narrow, mask, scores); }));
-  CHECK(message_of([&] { resrl::positive_likelihood_displacement(no_handles, logp, logp, mask, resrl::sample_scores{}); }) ==
-        message_of([&] { resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, logp, mask, resrl::sample_scores{}); }));
-  CHECK_THROWS_WITH(resrl::positive_likelihood_displacement_async(no_handles, logp, logp, mask, scores, nullptr,
-                                                                  some_workspace),
-                    Catch::Contains("result"));
+  CHECK(gpu_message == message_of([&] {
+          resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, narrow, mask, scores);
+        }));
+  CHECK(message_of([&] {
+          resrl::positive_likelihood_displacement(no_handles, logp, logp, mask, resrl::sample_scores{});
+        }) == message_of([&] {
+          resrl::positive_likelihood_displacement(resrl::host_executor{}, logp, logp, mask, resrl::sample_scores{});
+        }));
+  CHECK_THROWS_WITH(
+      resrl::positive_likelihood_displacement_async(no_handles, logp, logp, mask, scores, nullptr, some_workspace),
+      Catch::Contains("result"));
 }
 
 TEST_CASE("cuda staging: a group's kept positives are staged once when they fit the budget", "[cuda][checks]") {

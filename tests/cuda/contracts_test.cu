@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gpu_support.cuh"
-#include "resrl/cuda/advantages.cuh"
+#include "resrl/advantages.cuh"
 
 using namespace cuda_test;
 
@@ -92,26 +92,15 @@ TEST_CASE("graph capture: token_weights_async with a plan, captured and replayed
         device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(g.exec(), d.in, p));
         resrl::token_weights_async(g.exec(), plan, d.in, p, direct.out, ws.view());  // also warms up cuBLAS
         g.sync();
-        cudaGraph_t graph = nullptr;
-        cudaGraphExec_t instance = nullptr;
-        RESRL_CUDA_CHECK(cudaStreamBeginCapture(g.stream(), cudaStreamCaptureModeGlobal));
-        try {
-          resrl::token_weights_async(g.exec(), plan, d.in, p, replayed.out, ws.view());
-        } catch (...) {
-          cudaStreamEndCapture(g.stream(), &graph);
-          throw;
-        }
-        RESRL_CUDA_CHECK(cudaStreamEndCapture(g.stream(), &graph));
-        RESRL_CUDA_CHECK(cudaGraphInstantiate(&instance, graph, 0));
-        for (int replay = 0; replay < 3; ++replay) RESRL_CUDA_CHECK(cudaGraphLaunch(instance, g.stream()));
+        const captured_graph graph(
+            g, [&] { resrl::token_weights_async(g.exec(), plan, d.in, p, replayed.out, ws.view()); });
+        for (int replay = 0; replay < 3; ++replay) graph.launch();
         g.sync();
         CHECK(resrl::cuda::check_status(g.exec(), ws.view()).ok());
         const result a = direct.download(), b = replayed.download();
         CHECK(a.weights == b.weights);
         CHECK(std::memcmp(a.distances.data(), b.distances.data(), a.distances.size() * sizeof(float)) == 0);
         for (std::size_t k = 0; k < a.groups.size(); ++k) CHECK(a.groups[k].weight_mean == b.groups[k].weight_mean);
-        cudaGraphExecDestroy(instance);
-        cudaGraphDestroy(graph);
       };
       if (type == dtype::bf16)
         run(__nv_bfloat16{});
@@ -143,24 +132,12 @@ TEST_CASE("graph capture with a cuBLAS workspace in the executor needs no warm-u
   const auto p = small_params();
   const auto plan = resrl::cuda::make_group_plan(exec, d.in.groups, s.b.B);
   device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(exec, d.in, p));
-  cudaGraph_t graph = nullptr;
-  RESRL_CUDA_CHECK(cudaStreamBeginCapture(g.stream(), cudaStreamCaptureModeGlobal));
-  try {
-    resrl::token_weights_async(exec, plan, d.in, p, replayed.out, ws.view());
-  } catch (...) {
-    cudaStreamEndCapture(g.stream(), &graph);
-    throw;
-  }
-  RESRL_CUDA_CHECK(cudaStreamEndCapture(g.stream(), &graph));
-  cudaGraphExec_t instance = nullptr;
-  RESRL_CUDA_CHECK(cudaGraphInstantiate(&instance, graph, 0));
-  RESRL_CUDA_CHECK(cudaGraphLaunch(instance, g.stream()));
+  const captured_graph graph(g, [&] { resrl::token_weights_async(exec, plan, d.in, p, replayed.out, ws.view()); });
+  graph.launch();
   g.sync();
   CHECK(resrl::cuda::check_status(exec, ws.view()).ok());
   resrl::token_weights(exec, d.in, p, direct.out, ws.view());
   CHECK(direct.download().weights == replayed.download().weights);
-  cudaGraphExecDestroy(instance);
-  cudaGraphDestroy(graph);
 }
 
 TEST_CASE("graph capture of the oversampled randomized solver (Jacobi rotation, no cuSOLVER)",
@@ -176,17 +153,10 @@ TEST_CASE("graph capture of the oversampled randomized solver (Jacobi rotation, 
   device_buffer<unsigned char> ws(resrl::token_weights_workspace_size(g.exec(), d.in, p));
   resrl::token_weights_async(g.exec(), plan, d.in, p, direct.out, ws.view());
   g.sync();
-  cudaGraph_t graph = nullptr;
-  RESRL_CUDA_CHECK(cudaStreamBeginCapture(g.stream(), cudaStreamCaptureModeGlobal));
-  resrl::token_weights_async(g.exec(), plan, d.in, p, replayed.out, ws.view());
-  RESRL_CUDA_CHECK(cudaStreamEndCapture(g.stream(), &graph));
-  cudaGraphExec_t instance = nullptr;
-  RESRL_CUDA_CHECK(cudaGraphInstantiate(&instance, graph, 0));
-  RESRL_CUDA_CHECK(cudaGraphLaunch(instance, g.stream()));
+  const captured_graph graph(g, [&] { resrl::token_weights_async(g.exec(), plan, d.in, p, replayed.out, ws.view()); });
+  graph.launch();
   g.sync();
   CHECK(direct.download().weights == replayed.download().weights);
-  cudaGraphExecDestroy(instance);
-  cudaGraphDestroy(graph);
 }
 
 TEST_CASE("errors: a NaN in a read hidden state throws non_finite_input naming it; its group keeps weight 1",
@@ -391,7 +361,7 @@ TEST_CASE("orthonormalize (device step of both solvers' factors): Q^T Q = I on k
   }
   g.sync();
   const std::vector<float> q_host = x.download();
-  // The surviving columns are counted: the group diagnostics report them as the rank used.
+  // The surviving columns are counted (two dropped: the zero and the dependent one).
   for (const d::group_state& st : states.download()) CHECK(st.kept == q - 2);
   for (std::int64_t grp = 0; grp < G; ++grp) {
     const float* Q = q_host.data() + grp * rows * q;
@@ -447,7 +417,7 @@ TEST_CASE("empty and degenerate batches: B = 0, T = 0, no weighted group", "[cud
     CHECK_NOTHROW(resrl::token_weights_async(g.exec(), in, {}, {}, ws.view()));
     CHECK(resrl::cuda::check_status(g.exec(), ws.view()).ok());
     const auto mask = resrl::make_matrix_view<const float>(nullptr, 0, 5);
-    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), 0));
+    device_buffer<unsigned char> grpo_ws(resrl::grpo_advantages_workspace_size(g.exec(), in.scores, mask, grouping));
     CHECK_NOTHROW(resrl::grpo_advantages_async(g.exec(), plan, in.scores, mask, {},
                                                resrl::make_matrix_view<float>(nullptr, 0, 5), grpo_ws.view()));
     CHECK(resrl::cuda::check_status(g.exec(), grpo_ws.view()).ok());

@@ -71,6 +71,42 @@ class gpu {
   resrl::cuda_context context_;
 };
 
+/// A CUDA graph of the work `record()` enqueues on g's stream, captured and
+/// instantiated; launch() replays it on that stream.
+class captured_graph {
+ public:
+  template <class Record>
+  captured_graph(const gpu& g, Record&& record) : stream_(g.stream()) {
+    RESRL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+    try {
+      record();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph_);  // leave the stream usable; the first error is the one to report
+      release();
+      throw;
+    }
+    RESRL_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph_));
+    const cudaError_t instantiated = cudaGraphInstantiate(&instance_, graph_, 0);
+    if (instantiated != cudaSuccess) release();
+    RESRL_CUDA_CHECK(instantiated);
+  }
+  captured_graph(const captured_graph&) = delete;
+  captured_graph& operator=(const captured_graph&) = delete;
+  ~captured_graph() { release(); }
+  void launch() const { RESRL_CUDA_CHECK(cudaGraphLaunch(instance_, stream_)); }
+
+ private:
+  void release() {
+    if (instance_) cudaGraphExecDestroy(instance_);
+    if (graph_) cudaGraphDestroy(graph_);
+    instance_ = nullptr;
+    graph_ = nullptr;
+  }
+  cudaStream_t stream_;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t instance_ = nullptr;
+};
+
 /// A host_call's inputs on the device, as token_weight_inputs<Hidden, float>.
 template <class Hidden>
 struct device_call {

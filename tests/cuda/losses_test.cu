@@ -176,7 +176,8 @@ TEST_CASE("gpu grpo advantages match the CPU backend: ids in any order, rollout_
         for (std::size_t j = 0; j < want.size(); ++j) CHECK(got[j] == Approx(want[j]).margin(1e-6));
         // The plan overload (capturable) gives the same.
         const auto plan = resrl::cuda::make_group_plan(g.exec(), groups, B);
-        device_buffer<unsigned char> ws(resrl::grpo_advantages_workspace_size(g.exec(), dev_scores, mask_view, groups, p));
+        device_buffer<unsigned char> ws(
+            resrl::grpo_advantages_workspace_size(g.exec(), dev_scores, mask_view, groups, p));
         resrl::grpo_advantages_async(g.exec(), plan, dev_scores, mask_view, p, resrl::make_matrix_view(d_out.get(), B, T),
                                      ws.view());
         resrl::cuda::check_status(g.exec(), ws.view());

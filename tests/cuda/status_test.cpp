@@ -3,31 +3,22 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
-#include <string>
 #include <tuple>
 #include <vector>
 
+#include "error_message.hpp"
 #include "resrl/cuda/status.hpp"
 #include "resrl/metrics.hpp"
 #include "resrl/rewards.hpp"
 
 namespace {
 
+using cuda_test::message_of;
+
 using resrl::cuda::device_status;
 using resrl::cuda::input_key;
 using resrl::cuda::status_call;
 namespace check = resrl::cuda::input_check;
-
-/// The message of the error `call` throws.
-template <class Call>
-std::string message_of(Call&& call) {
-  try {
-    call();
-  } catch (const resrl::error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 device_status make(status_call call, std::int64_t B, std::int64_t T) {
   device_status s;
@@ -168,9 +159,9 @@ TEST_CASE("device_status: calls that show values in their messages throw the hos
   s.value = inf;
   CHECK_THROWS_AS(resrl::cuda::throw_if_failed(s), resrl::non_finite_input);
   CHECK(throws(s) == message_of([&] {
-          resrl::positive_likelihood_displacement(resrl::host_executor{}, make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
-                                                  make_matrix_view(mask.data(), 2, 3),
-                                                  resrl::sample_scores::of_samples(scores.data(), 2));
+          resrl::positive_likelihood_displacement(
+              resrl::host_executor{}, make_matrix_view(logp.data(), 2, 3), make_matrix_view(old_logp.data(), 2, 3),
+              make_matrix_view(mask.data(), 2, 3), resrl::sample_scores::of_samples(scores.data(), 2));
         }));
   s.input = input_key(1, -1, 3, check::score);  // scores share the other calls' decoding
   CHECK(throws(s) == "resrl: scores.per_sample[1] is NaN or Inf (scores must be finite)");

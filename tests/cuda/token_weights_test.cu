@@ -130,6 +130,46 @@ TEST_CASE("gpu token weights: each skip rule, as on the CPU", "[cuda][token_weig
   }
 }
 
+TEST_CASE("gpu token weights: the rank reported is k_g when sketch columns are dropped, as on the CPU",
+          "[cuda][token_weights][rank]") {
+  // Group 0's positive tokens are copies of two vectors: their centred rows
+  // span one direction, and the orthonormalisation drops all sketch columns
+  // but one. Group 1 has k = H: layer norm leaves H - 1 directions, one
+  // column is dropped. Both report k_g (core/group_rules.hpp), as the CPU.
+  const gpu g;
+  batch_config cfg;
+  cfg.groups = 2;
+  cfg.responses = 4;
+  cfg.tokens = 12;
+  cfg.features = 8;
+  cfg.shared_rank = 3;
+  cfg.error_rank = 3;
+  cfg.min_length_fraction = 1.0;
+  cfg.seed = 9;
+  batch b = make_batch(cfg);
+  for (std::int64_t s = 0; s < cfg.responses; ++s) {
+    if (b.scores[s] <= 0.0f) continue;
+    for (std::int64_t t = 0; t < b.T; ++t)
+      std::copy_n(b.hidden.begin() + (t % 2) * b.H, b.H, b.hidden.begin() + (s * b.T + t) * b.H);
+  }
+  const host_hidden x = make_hidden(b, dtype::f32, 0, 0);
+  const host_call c{&x, b.mask.data(), b.scores.data(), false, b.group_ids.data(), 0, nullptr};
+  for (const auto& [rank, oversampling] : {std::pair{4, 0}, std::pair{4, 3}, std::pair{8, 0}}) {
+    INFO("rank " << rank << ", oversampling " << oversampling);
+    resrl::token_weight_params p;
+    p.rank = rank;
+    p.oversampling = oversampling;
+    const result want = cpu_token_weights(c, p), got = gpu_token_weights(g, c, p);
+    REQUIRE(want.groups.size() == 2);
+    REQUIRE(got.groups.size() == 2);
+    for (std::size_t k = 0; k < 2; ++k) {
+      CHECK(want.groups[k].rank == std::min<std::int64_t>(rank, cfg.features));
+      CHECK(got.groups[k].rank == want.groups[k].rank);
+      CHECK(got.groups[k].skipped == resrl::skip_reason::none);
+    }
+  }
+}
+
 TEST_CASE("gpu token weights: subsampling keeps exactly the CPU's positive tokens", "[cuda][token_weights][subsample]") {
   // With max_positive_tokens far below M, a different subset would change
   // mu, the subspace and every distance by far more than the tolerance.

@@ -3,8 +3,6 @@
 #pragma once
 
 #include <charconv>
-#include <cstdint>
-#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -43,6 +41,10 @@ struct command_spec {
   std::string notes;  // extra paragraphs of --help
 };
 
+/// The library's upper bound on settings that must be finite (e.g.
+/// policy_loss_params.clip_high, advantage_weighting.positive_weight).
+inline constexpr double finite_setting_bound = 1e30;
+
 /// Default values shown in --help and used by the parser come from the
 /// library's own parameter structs through this.
 template <class T>
@@ -55,63 +57,23 @@ std::string text_of(T v) {
   }
 }
 
-inline std::string help_text(const command_spec& c) {
-  std::string s = "Usage: resrl " + c.name + " [options]\n\n" + c.summary + "\n\nOptions:\n";
-  for (const auto& f : c.flags) {
-    std::string left = "  " + f.name + (f.metavar.empty() ? "" : " " + f.metavar);
-    left += std::string(left.size() < 30 ? 30 - left.size() : 1, ' ');
-    s += left + f.help;
-    if (f.required) s += " (required)";
-    if (!f.fallback.empty()) s += " [default: " + f.fallback + "]";
-    s += "\n";
-  }
-  s += "  --help                      show this help\n";
-  return c.notes.empty() ? s : s + "\n" + c.notes + "\n";
-}
+/// The --help text of a command.
+std::string help_text(const command_spec& c);
 
-inline bool wants_help(const std::vector<std::string>& argv) {
-  for (const auto& a : argv)
-    if (a == "--help" || a == "-h") return true;
-  return false;
-}
+/// True when the arguments ask for --help (or -h) anywhere.
+bool wants_help(const std::vector<std::string>& argv);
 
 /// The flags of one invocation, checked against the command's table.
 class parsed_args {
  public:
-  parsed_args(command_spec table, const std::vector<std::string>& argv) : spec_(std::move(table)) {
-    for (std::size_t i = 0; i < argv.size(); ++i) {
-      std::string name = argv[i], value;
-      const auto eq = name.find('=');
-      const bool inline_value = name.rfind("--", 0) == 0 && eq != std::string::npos;
-      if (inline_value) {
-        value = name.substr(eq + 1);
-        name.resize(eq);
-      }
-      const flag_spec* f = find(name);
-      if (!f) {
-        if (name.rfind("-", 0) == 0) throw usage_error("unknown option '" + name + "' (see --help)");
-        throw usage_error("unexpected argument '" + name + "'");
-      }
-      if (given_.count(name)) throw usage_error(name + ": given more than once");
-      if (f->metavar.empty()) {
-        if (inline_value) throw usage_error(name + ": takes no value");
-      } else if (!inline_value) {
-        if (i + 1 >= argv.size() || argv[i + 1].rfind("--", 0) == 0) throw usage_error(name + ": missing value");
-        value = argv[++i];
-      }
-      given_[name] = value;
-    }
-    for (const auto& f : spec_.flags)
-      if (f.required && !given_.count(f.name)) throw usage_error("missing required option " + f.name);
-  }
+  /// Throws usage_error on an unknown, repeated or valueless flag and on a
+  /// missing required one.
+  parsed_args(command_spec table, const std::vector<std::string>& argv);
 
   bool has(const std::string& name) const { return given_.count(name) != 0; }
 
   /// The value given, or the flag's default ("" if it has none).
-  const std::string& text(const std::string& name) const {
-    const auto it = given_.find(name);
-    return it != given_.end() ? it->second : lookup(name).fallback;
-  }
+  const std::string& text(const std::string& name) const;
 
   /// An integer or floating-point value of type T, parsed strictly.
   template <class T>
@@ -138,17 +100,13 @@ class parsed_args {
     throw usage_error(name + ": expected one of " + names + ", got '" + text(name) + "'");
   }
 
+  /// A setting outside its range, named by its flag and quoted as given:
+  /// throws "--rank: must be >= 1, got 0" unless `in_range`. The library
+  /// checks the same ranges again, naming its own fields.
+  void require_range(const std::string& name, bool in_range, const std::string& range) const;
+
  private:
-  const flag_spec* find(const std::string& name) const {
-    for (const auto& f : spec_.flags)
-      if (f.name == name) return &f;
-    return nullptr;
-  }
-  const flag_spec& lookup(const std::string& name) const {
-    const flag_spec* f = find(name);
-    if (!f) throw std::logic_error("flag " + name + " is not in the table of " + spec_.name);
-    return *f;
-  }
+  const flag_spec* find(const std::string& name) const;
 
   command_spec spec_;
   std::map<std::string, std::string> given_;

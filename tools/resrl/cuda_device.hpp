@@ -1,7 +1,7 @@
 // The CLI's --device cuda: declared here, defined in cuda_device.cu (the
 // only translation unit nvcc compiles), linked when the tool is built with
 // RESRL_ENABLE_CUDA=ON (which defines RESRL_HAS_CUDA). Plain C++ types only,
-// so main.cpp stays a g++ translation unit.
+// so token_weights_command.cpp stays a g++ translation unit.
 #pragma once
 
 #include <cstdint>

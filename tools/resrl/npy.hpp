@@ -180,10 +180,15 @@ inline dtype parse_descr(const std::string& d, const std::string& file) {
 
 namespace detail {
 
-/// Parses a .npy image of `size` bytes; `read_exact(dst, n)` copies its next
-/// n bytes (the caller guarantees they exist). `name` is used in messages.
+/// Where the header starts and how long it is, both checked against the file size.
+struct header_span {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
+/// Reads the magic string, the version and the header length.
 template <class ReadExact>
-array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name) {
+header_span read_preamble(std::uint64_t size, ReadExact& read_exact, const std::string& name) {
   static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   unsigned char pre[12] = {};
   if (size < 6) throw error(name + ": not a .npy file (too short for the magic string)");
@@ -195,21 +200,23 @@ array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name)
   if (minor != 0 || major < 1 || major > 3)
     throw error(name + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor));
   const int length_bytes = major == 1 ? 2 : 4;
-  const std::uint64_t preamble = 8 + static_cast<std::uint64_t>(length_bytes);
-  if (size < preamble) throw error(name + ": truncated header (no header length)");
+  header_span h{8 + static_cast<std::uint64_t>(length_bytes), 0};
+  if (size < h.offset) throw error(name + ": truncated header (no header length)");
   read_exact(pre + 8, static_cast<std::size_t>(length_bytes));
-  const std::uint64_t header_len = little_endian(pre + 8, length_bytes);
-  if (header_len > size - preamble)
-    throw error(name + ": header length " + std::to_string(header_len) + " goes beyond the end of the file (" +
+  h.length = little_endian(pre + 8, length_bytes);
+  if (h.length > size - h.offset)
+    throw error(name + ": header length " + std::to_string(h.length) + " goes beyond the end of the file (" +
                 std::to_string(size) + " bytes)");
-  if (header_len > (1u << 20)) throw error(name + ": header length " + std::to_string(header_len) + " is too large");
+  if (h.length > (1u << 20)) throw error(name + ": header length " + std::to_string(h.length) + " is too large");
+  return h;
+}
 
-  std::string header(static_cast<std::size_t>(header_len), '\0');
-  read_exact(reinterpret_cast<unsigned char*>(header.data()), header.size());
+/// Sets the dtype and shape of `a` from the header dict, which must hold
+/// exactly the keys descr, fortran_order (False) and shape.
+inline void parse_header(const std::string& header, const std::string& name, array& a) {
   header_parser p(header, name);
   std::string descr_value;
   bool fortran = false, has_descr = false, has_fortran = false, has_shape = false;
-  array a;
   p.expect('{');
   while (!p.accept('}')) {
     const std::string key = p.string_literal();
@@ -241,10 +248,12 @@ array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name)
                 "'");
   a.type = parse_descr(descr_value, name);
   if (fortran) throw error(name + ": Fortran-order arrays are not supported (save a C-contiguous array)");
+}
 
-  // Element count and byte size, refusing anything that overflows. The
-  // nonzero dimensions must multiply within int64 even when another one is 0
-  // (as NumPy requires), so array::size() never overflows.
+/// Byte size of the data of `a`, refusing anything that overflows. The
+/// nonzero dimensions must multiply within int64 even when another one is 0
+/// (as NumPy requires), so array::size() never overflows.
+inline std::uint64_t data_bytes(const array& a, const std::string& name) {
   const std::size_t item = info(a.type).size;
   std::uint64_t count = 1;
   bool zero = false;
@@ -261,8 +270,20 @@ array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name)
   if (count > std::numeric_limits<std::size_t>::max() / item ||
       count > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / item)
     throw error(name + ": shape " + shape_string(a.shape) + " is too large to address");
-  const std::uint64_t need = count * item;
-  const std::uint64_t have = size - preamble - header_len;
+  return count * item;
+}
+
+/// Parses a .npy image of `size` bytes; `read_exact(dst, n)` copies its next
+/// n bytes (the caller guarantees they exist). `name` is used in messages.
+template <class ReadExact>
+array parse(std::uint64_t size, ReadExact&& read_exact, const std::string& name) {
+  const header_span h = read_preamble(size, read_exact, name);
+  std::string header(static_cast<std::size_t>(h.length), '\0');
+  read_exact(reinterpret_cast<unsigned char*>(header.data()), header.size());
+  array a;
+  parse_header(header, name, a);
+  const std::uint64_t need = data_bytes(a, name);
+  const std::uint64_t have = size - h.offset - h.length;
   if (have < need)
     throw error(name + ": data is truncated: shape " + shape_string(a.shape) + " of " + info(a.type).name + " needs " +
                 std::to_string(need) + " bytes but the file holds " + std::to_string(have));

@@ -54,20 +54,4 @@ RESRL_HD inline distance_to_weight make_distance_to_weight(double low, double hi
   return map;
 }
 
-/// k_g = min(k, M - 1, H) (spec §3 step 5).
-RESRL_HD inline index_t group_rank(index_t rank, index_t positive_tokens_used, index_t features) {
-  index_t k = rank;
-  if (positive_tokens_used - 1 < k) k = positive_tokens_used - 1;
-  if (features < k) k = features;
-  return k;
-}
-
-/// Columns of the randomized sketch: k_g + oversampling, at most min(M, H).
-RESRL_HD inline index_t sketch_columns(index_t k, index_t oversampling, index_t positive_tokens_used,
-                                       index_t features) {
-  const index_t cap = positive_tokens_used < features ? positive_tokens_used : features;
-  const index_t q = oversampling < cap - k ? k + oversampling : cap;  // k + oversampling may overflow
-  return q < k ? k : q;
-}
-
 }  // namespace resrl::detail

@@ -8,6 +8,7 @@
 #include "resrl/types/advantages.hpp"
 #include "resrl/core/advantages_checks.hpp"
 #include "resrl/core/group_layout.hpp"
+#include "resrl/core/grpo.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/cpu/entry_points.hpp"
@@ -62,27 +63,16 @@ void grpo_advantages(const host_executor& exec, const sample_scores& scores, con
     s[b] = ::resrl::detail::sample_total(scores, mask, b);
     advantage[b] = 0.0;
   }
-  const auto score = [&](index_t i) { return s[layout.members[i]]; };
+  const ::resrl::detail::indexed_scores score{s, layout.members};
   for (index_t g = 0; g < layout.count; ++g) {
-    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1], n = end - begin;
-    // Moments of the scores shifted by the first one: equal scores give
-    // exactly 0 deviations, so std = 0 and A = 0 (never 0 / 0).
-    const double shift = n > 1 ? score(begin) : 0.0;
-    double mean = 0.0, std_dev = 1.0;
-    if (n > 1) {
-      for (index_t i = begin; i < end; ++i) mean += score(i) - shift;
-      mean /= static_cast<double>(n);
-      double ss = 0.0;
-      for (index_t i = begin; i < end; ++i) ss += (score(i) - shift - mean) * (score(i) - shift - mean);
-      std_dev = std::sqrt(ss / static_cast<double>(n - 1));
-    }
-    const double denominator = p.normalize_by_std ? std_dev + p.epsilon : 1.0;
+    const index_t begin = layout.offsets[g], end = layout.offsets[g + 1];
+    const auto stats = ::resrl::detail::grpo_group_statistics(score, begin, end);
     for (index_t i = begin; i < end; ++i) {
       const index_t b = layout.members[i];
-      const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;  // 0: equal scores, eps 0
+      const double a = ::resrl::detail::grpo_advantage(stats, score(i), p);
       if (!(std::abs(a) <= std::numeric_limits<float>::max()))
         ::resrl::detail::raise("advantage of sample ", b, " is ", a, ": beyond the float range (score ", s[b],
-                               ", group mean ", mean + shift, ", std ", std_dev, ")");
+                               ", group mean ", stats.group_mean(), ", std ", stats.std_dev, ")");
       advantage[b] = a;
     }
   }

@@ -10,7 +10,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "resrl/core/group_diagnostics.hpp"
 #include "resrl/core/group_layout.hpp"
+#include "resrl/core/group_rules.hpp"
 #include "resrl/core/random.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weight_math.hpp"
@@ -30,6 +32,7 @@
 namespace resrl::cpu {
 namespace detail {
 
+using ::resrl::detail::token_weight_rules;
 using ::resrl::detail::workspace_arena;
 
 /// Arithmetic type of the math: double for double inputs, float otherwise.
@@ -46,6 +49,7 @@ template <class C>
 struct token_weight_plan {
   ::resrl::detail::group_layout layout;
   std::uint8_t* positive = nullptr;        // B: 1 for a positive sample
+  std::uint8_t* valid = nullptr;           // B x T: 1 for a valid, non-excluded token (the mask read once)
   token_entry* positive_tokens = nullptr;  // candidate positive tokens
   index_t* negative_tokens = nullptr;      // valid negative tokens (b * T + t)
   float* negative_distances = nullptr;     // their residual distances
@@ -83,14 +87,14 @@ struct plan_shape {
 
 template <class C>
 token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, const token_weight_params& p) {
-  using ::resrl::detail::group_rank;
-  using ::resrl::detail::sketch_columns;
   token_weight_plan<C> plan;
   const auto n = [](index_t v) { return static_cast<std::size_t>(std::max<index_t>(v, 0)); };
   const index_t cap_tokens = s.max_group * s.tokens;
   const index_t max_used = std::min(p.max_positive_tokens, cap_tokens);
-  const index_t max_rank = std::max<index_t>(1, group_rank(p.rank, max_used, s.features));
+  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p), max_used, s.features);
+  const index_t max_rank = largest.rank, q = largest.sketch_columns;
   plan.positive = arena.take<std::uint8_t>(n(s.batch));
+  plan.valid = arena.take<std::uint8_t>(n(s.batch * s.tokens));
   plan.positive_tokens = arena.take<token_entry>(n(cap_tokens));
   plan.negative_tokens = arena.take<index_t>(n(cap_tokens));
   plan.negative_distances = arena.take<float>(n(cap_tokens));
@@ -100,7 +104,6 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
     const index_t H = s.features;
     plan.positives_rows = arena.take<std::uint32_t>(n(bf16_panels::words(max_used, H)));
     plan.positives_pairs = arena.take<std::uint32_t>(n(bf16_pairs::words(max_used, H)));
-    const index_t q = std::max<index_t>(1, sketch_columns(max_rank, p.oversampling, max_used, H));
     plan.packed_thin = arena.take<std::uint32_t>(n(bf16_positives::packed_words(max_used, H, q)));
     plan.chunk_panels = arena.take<std::uint32_t>(n(s.threads * bf16_panels::words(bf16_panel_rows, H)));
   } else {
@@ -110,7 +113,6 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
   plan.mean = arena.take<C>(n(s.features));
   plan.basis = arena.take<C>(n(s.features * max_rank));
   if (p.solver == subspace_solver::randomized) {
-    const index_t q = std::max<index_t>(1, sketch_columns(max_rank, p.oversampling, max_used, s.features));
     plan.sketch.tokens = arena.take<C>(n(max_used * q));
     plan.sketch.features = arena.take<C>(n(s.features * q));
     plan.sketch.gram = arena.take<C>(n(randomized_gram_scratch(std::max(max_used, s.features), q)));
@@ -320,94 +322,79 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
 
 /// One prompt group: fills its diagnostics and, unless it is skipped, the
 /// weights and distances of its valid negative tokens.
-template <class Hidden, class Mask, class C>
-group_diagnostics process_group(int threads, const token_weight_inputs<Hidden, Mask>& in,
-                                const token_weight_params& p, const token_weight_outputs& out,
+template <class Hidden, class C>
+group_diagnostics process_group(int threads, const tensor3_view<const Hidden>& hidden,
+                                const token_weight_rules& rules, const token_weight_outputs& out,
                                 const token_weight_plan<C>& plan, index_t g) {
-  using ::resrl::detail::group_rank;
-  const index_t T = in.hidden.tokens, H = in.hidden.features;
+  const index_t T = hidden.tokens, H = hidden.features;
   const auto& layout = plan.layout;
-  group_diagnostics d;
-  d.group_id = layout.ids[g];
-  index_t positive_count = 0, negative_count = 0;
+  ::resrl::detail::group_counts counts;
   for (index_t i = layout.offsets[g]; i < layout.offsets[g + 1]; ++i) {
     const index_t b = layout.members[i];
     if (plan.positive[b]) {
-      ++d.positive_samples;
+      ++counts.positive_samples;
       for (index_t t = 0; t < T; ++t)
-        if (is_valid_token(in.response_mask, in.excluded, b, t))
-          plan.positive_tokens[positive_count++] = {0, b * T + t};
+        if (plan.valid[b * T + t]) plan.positive_tokens[counts.positive_tokens++] = {0, b * T + t};
     } else {
-      ++d.negative_samples;
+      ++counts.negative_samples;
       for (index_t t = 0; t < T; ++t)
-        if (is_valid_token(in.response_mask, in.excluded, b, t)) plan.negative_tokens[negative_count++] = b * T + t;
+        if (plan.valid[b * T + t]) plan.negative_tokens[counts.negative_tokens++] = b * T + t;
     }
   }
-  d.positive_tokens = positive_count;
-  d.negative_tokens = negative_count;
-  const auto skip = [&](skip_reason why) {
-    d.skipped = why;
-    return d;
-  };
-  if (d.positive_samples == 0) return skip(skip_reason::no_positive_samples);
-  if (d.negative_samples == 0) return skip(skip_reason::no_negative_samples);
-  if (positive_count < token_weight_constants::min_positive_tokens)
-    return skip(skip_reason::too_few_positive_tokens);
-  if (negative_count == 0) return skip(skip_reason::no_negative_tokens);
-  const index_t used = std::min(positive_count, p.max_positive_tokens);
-  const index_t k = group_rank(p.rank, used, H);
-  if (k < 1) return skip(skip_reason::rank_below_one);
-  if (used < positive_count) subsample_tokens(plan.positive_tokens, positive_count, used, T, p.seed);
-  d.positive_tokens_used = used;
-  d.rank = static_cast<std::int32_t>(k);
+  const auto decision = ::resrl::detail::decide_group(counts, rules, H);
+  group_diagnostics d = ::resrl::detail::describe_group(layout.ids[g], counts, decision);
+  if (!decision.weighted()) return d;
+  const index_t used = decision.positive_tokens_used, k = decision.rank, q = decision.sketch_columns;
+  const index_t positive_count = counts.positive_tokens, negative_count = counts.negative_tokens;
+  if (used < positive_count) subsample_tokens(plan.positive_tokens, positive_count, used, T, rules.seed);
 
   col_major_map<C> V(plan.basis, H, k);
-  const index_t q = ::resrl::detail::sketch_columns(k, p.oversampling, used, H);
   const auto group_key = static_cast<std::uint64_t>(d.group_id);
   if constexpr (std::is_same_v<C, float>) {
     if (plan.bf16) {
-      build_bf16_positives(threads, in.hidden, plan.positive_tokens, used, plan);
+      build_bf16_positives(threads, hidden, plan.positive_tokens, used, plan);
       const bf16_positives P{{plan.positives_rows, used, H}, {plan.positives_pairs, used, H}, plan.packed_thin};
-      randomized_subspace<float>(threads, P, k, q, p.power_iterations, p.seed, group_key, plan.sketch, V);
+      randomized_subspace<float>(threads, P, k, q, rules.power_iterations, rules.seed, group_key, plan.sketch, V);
       d.bf16_gemms = 1;
     }
   }
   if (!plan.bf16) {
-    build_centred_positives(threads, in.hidden, plan.positive_tokens, used, plan);
+    build_centred_positives(threads, hidden, plan.positive_tokens, used, plan);
     const row_major_map<C> P(plan.positives, used, H);
-    if (p.solver == subspace_solver::exact)
+    if (rules.solver == subspace_solver::exact)
       exact_subspace(P, k, V);
     else
-      randomized_subspace<C>(threads, dense_positives<C>{P}, k, q, p.power_iterations, p.seed, group_key,
+      randomized_subspace<C>(threads, dense_positives<C>{P}, k, q, rules.power_iterations, rules.seed, group_key,
                              plan.sketch, V);
   }
-  negative_distances(threads, in.hidden, negative_count, k, plan);
+  negative_distances(threads, hidden, negative_count, k, plan);
 
   std::copy(plan.negative_distances, plan.negative_distances + negative_count, plan.quantile_scratch);
-  const double low = select_quantile(plan.quantile_scratch, negative_count, p.quantile_low);
-  const double high = select_quantile(plan.quantile_scratch, negative_count, p.quantile_high);
-  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, p.min_weight);
-  double weight_sum = 0.0, distance_sum = 0.0;
-  float weight_min = 1.0f, weight_max = 0.0f;
+  const double low = select_quantile(plan.quantile_scratch, negative_count, rules.quantile_low);
+  const double high = select_quantile(plan.quantile_scratch, negative_count, rules.quantile_high);
+  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, rules.min_weight);
+  ::resrl::detail::weight_stats stats;
   for (index_t i = 0; i < negative_count; ++i) {
     const index_t token = plan.negative_tokens[i];
     const float distance = plan.negative_distances[i];
     const float w = to_weight(distance);
     out.weights(token / T, token % T) = w;
     if (out.distances.present()) out.distances(token / T, token % T) = distance;
-    weight_sum += w;
-    distance_sum += distance;
-    weight_min = std::min(weight_min, w);
-    weight_max = std::max(weight_max, w);
+    stats.add(w, distance);
   }
-  d.quantile_low_value = static_cast<float>(low);
-  d.quantile_high_value = static_cast<float>(high);
-  d.degenerate_range = to_weight.degenerate ? 1 : 0;
-  d.weight_mean = static_cast<float>(weight_sum / static_cast<double>(negative_count));
-  d.weight_min = weight_min;
-  d.weight_max = weight_max;
-  d.distance_mean = static_cast<float>(distance_sum / static_cast<double>(negative_count));
+  ::resrl::detail::describe_weights(d, low, high, to_weight, stats, negative_count);
   return d;
+}
+
+/// Every group of the call (the part that does not depend on the mask type,
+/// compiled once per hidden type).
+template <class Hidden, class C>
+void weigh_groups(int threads, const tensor3_view<const Hidden>& hidden, const token_weight_rules& rules,
+                  const token_weight_outputs& out, const token_weight_plan<C>& plan) {
+  for (index_t g = 0; g < plan.layout.count; ++g) {
+    const group_diagnostics d = process_group(threads, hidden, rules, out, plan, g);
+    if (out.diagnostics) out.diagnostics[g] = d;
+  }
 }
 
 template <class Hidden, class Mask>
@@ -457,11 +444,10 @@ void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, 
       if (out.distances.present()) out.distances(b, t) = std::numeric_limits<float>::quiet_NaN();
     }
   detail::classify_samples(in.scores, in.response_mask, plan.positive);
-  const int threads = detail::resolve_threads(exec);
-  for (index_t g = 0; g < layout.count; ++g) {
-    const group_diagnostics d = detail::process_group(threads, in, params, out, plan, g);
-    if (out.diagnostics) out.diagnostics[g] = d;
-  }
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t)
+      plan.valid[b * T + t] = detail::is_valid_token(in.response_mask, in.excluded, b, t) ? 1 : 0;
+  detail::weigh_groups(detail::resolve_threads(exec), in.hidden, ::resrl::detail::rules_of(params), out, plan);
 }
 
 }  // namespace resrl::cpu

@@ -55,8 +55,8 @@ void run_grpo(const cuda_executor& exec, device_groups groups, const packed_layo
   classify_samples_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(scores, mask, matrix_view<const std::uint8_t>{}, B, T,
                                                                  nullptr, nullptr, b.totals, b.status);
   RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
-  grpo_group_kernel<<<grid_x(groups.count, 128), 128, 0, exec.stream>>>(groups, b.totals, p.normalize_by_std,
-                                                                        p.epsilon, T, b.advantage, b.status);
+  grpo_group_kernel<<<grid_x(groups.count, 128), 128, 0, exec.stream>>>(groups, b.totals, p, T, b.advantage,
+                                                                        b.status);
   RESRL_CUDA_CHECK_LAUNCH("grpo_group_kernel");
   if (T == 0) return;
   broadcast_kernel<<<grid_x(B * T, 256), 256, 0, exec.stream>>>(static_cast<const float*>(b.advantage), mask, out);
@@ -81,9 +81,9 @@ void run_reweight(const cuda_executor& exec, const matrix_view<const float>& adv
                                                                  b.positive, nullptr, nullptr, b.status);
   RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
   if (T == 0) return;
-  reweight_kernel<<<grid_x(B * T, 256), 256, 0, exec.stream>>>(advantages, mask, static_cast<const std::uint8_t*>(b.positive),
-                                                               token_weights, p.positive_weight, p.use_token_weights,
-                                                               out, b.status);
+  reweight_kernel<<<grid_x(B * T, 256), 256, 0, exec.stream>>>(
+      advantages, mask, static_cast<const std::uint8_t*>(b.positive), token_weights, p.positive_weight,
+      p.use_token_weights, out, b.status);
   RESRL_CUDA_CHECK_LAUNCH("reweight_kernel");
 }
 

@@ -81,8 +81,9 @@ void run_likelihood_displacement(const cuda_executor& exec, const matrix_view<co
                                  const matrix_view<const Real>& old_logp, const matrix_view<const Mask>& mask,
                                  const sample_scores& scores, likelihood_displacement* result, workspace_view ws) {
   check_displacement_inputs(logp, old_logp, mask, scores);
-  RESRL_EXPECTS(result != nullptr,
-                "positive_likelihood_displacement_async: result (device memory for one likelihood_displacement) is null");
+  RESRL_EXPECTS(
+      result != nullptr,
+      "positive_likelihood_displacement_async: result (device memory for one likelihood_displacement) is null");
   const index_t B = logp.rows, T = logp.cols;
   auto arena = workspace_arena_of(ws, "positive_likelihood_displacement");
   const displacement_buffers b = carve_displacement(arena, B);
@@ -91,9 +92,8 @@ void run_likelihood_displacement(const cuda_executor& exec, const matrix_view<co
     classify_samples_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(scores, mask, matrix_view<const std::uint8_t>{}, B,
                                                                    T, b.positive, nullptr, nullptr, b.status);
     RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
-    row_displacement_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(logp, old_logp, mask,
-                                                                    static_cast<const std::uint8_t*>(b.positive),
-                                                                    b.change, b.status);
+    row_displacement_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(
+        logp, old_logp, mask, static_cast<const std::uint8_t*>(b.positive), b.change, b.status);
     RESRL_CUDA_CHECK_LAUNCH("row_displacement_kernel");
   }
   likelihood_displacement_kernel<<<1, 1024, 0, exec.stream>>>(static_cast<const double*>(b.change),

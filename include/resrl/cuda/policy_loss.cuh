@@ -40,7 +40,8 @@ void check_loss_inputs(const policy_loss_inputs<Real, Mask>& in, const policy_lo
   static_assert(std::is_same_v<Real, float> || std::is_same_v<Real, double>,
                 "the CUDA policy loss takes float or double log-probabilities");
   ::resrl::detail::check_policy_loss_inputs(in, p);
-  RESRL_EXPECTS(in.logp.rows <= 65535, "logp: ", in.logp.rows, " rows; the CUDA policy loss takes at most 65535 per call");
+  RESRL_EXPECTS(in.logp.rows <= 65535, "logp: ", in.logp.rows,
+                " rows; the CUDA policy loss takes at most 65535 per call");
 }
 
 template <class Real, class Mask>
@@ -68,9 +69,9 @@ void run_policy_loss(const cuda_executor& exec, const policy_loss_inputs<Real, M
   RESRL_CUDA_CHECK_LAUNCH("total_tokens_kernel");
   if (B > 0 && T > 0) {
     const dim3 grid(static_cast<unsigned>(b.blocks_per_row), static_cast<unsigned>(B));
-    policy_loss_tokens_kernel<<<grid, 256, 0, exec.stream>>>(in, p, grad, static_cast<const std::int64_t*>(b.row_tokens),
-                                                             static_cast<const std::int64_t*>(b.total_tokens),
-                                                             tuning::loss_tile, b.partial, b.status);
+    policy_loss_tokens_kernel<<<grid, 256, 0, exec.stream>>>(
+        in, p, grad, static_cast<const std::int64_t*>(b.row_tokens), static_cast<const std::int64_t*>(b.total_tokens),
+        tuning::loss_tile, b.partial, b.status);
     RESRL_CUDA_CHECK_LAUNCH("policy_loss_tokens_kernel");
   }
   policy_loss_result_kernel<<<1, 1024, 0, exec.stream>>>(static_cast<const double*>(b.partial), B * b.blocks_per_row,

@@ -51,7 +51,7 @@ struct device_status {
   std::int64_t tokens = 0;  ///< T of the call (0 for calls on vectors)
   std::int32_t call = 0;    ///< a status_call
   std::int32_t per_token_scores = 0;
-  double value = 0.0;                   ///< reward, or logp - old_logp, of the first bad input
+  double value = 0.0;                    ///< reward, or logp - old_logp, of the first bad input
   std::int64_t operands[3] = {0, 0, 0};  ///< its length, or pass@k's (n, c, k)
 
   bool ok() const { return input == none && hidden == none && solver == none; }
@@ -162,8 +162,8 @@ inline void throw_if_failed(const device_status& s) {
     if (call == status_call::length_scaled_rewards && check < static_cast<int>(::resrl::detail::reward_fault::none))
       ::resrl::detail::raise_reward_fault(static_cast<::resrl::detail::reward_fault>(check), b, s.value, s.operands[0]);
     if (call == status_call::mean_pass_at_k && check < static_cast<int>(::resrl::detail::pass_at_k_fault::none))
-      ::resrl::detail::raise_mean_pass_at_k_fault(b, static_cast<::resrl::detail::pass_at_k_fault>(check), s.operands[0],
-                                                  s.operands[1], s.operands[2]);
+      ::resrl::detail::raise_mean_pass_at_k_fault(b, static_cast<::resrl::detail::pass_at_k_fault>(check),
+                                                  s.operands[0], s.operands[1], s.operands[2]);
     if (call == status_call::likelihood_displacement && check == input_check::displacement)
       ::resrl::detail::raise_non_finite_displacement(b, t, s.value);
     raise<error>("device status: unknown input check ", check, " of call ", s.call);

@@ -82,28 +82,27 @@ void run_token_weights(const cuda_executor& exec, device_groups groups, const pa
   classify_samples_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(in.scores, in.response_mask, in.excluded, B, T,
                                                                  b.positive, b.valid, nullptr, b.status);
   RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
-  group_rules rules{p.rank, p.max_positive_tokens, p.oversampling, in.hidden.features, T,
-                    p.solver == subspace_solver::randomized};
-  group_counts_kernel<<<grid_x(groups.count, 128), 128, 0, exec.stream>>>(groups, rules, b.positive, b.valid,
-                                                                          b.sample_base, b.states, b.segments);
+  const auto rules = ::resrl::detail::rules_of(p);  // what the kernels and steps read
+  group_counts_kernel<<<grid_x(groups.count, 128), 128, 0, exec.stream>>>(
+      groups, rules, in.hidden.features, T, b.positive, b.valid, b.sample_base, b.states, b.segments);
   RESRL_CUDA_CHECK_LAUNCH("group_counts_kernel");
   if (s.solve) {
     scatter_tokens_kernel<256><<<grid_x(B, 1), 256, 0, exec.stream>>>(groups, in.response_mask, in.excluded, T,
                                                                        b.positive, b.sample_base, b.states,
                                                                        b.positive_list, b.negative_list);
     RESRL_CUDA_CHECK_LAUNCH("scatter_tokens_kernel");
-    if (s.subsample) subsample(c, p.seed);
+    if (s.subsample) subsample(c, rules.seed);
     layer_norm_statistics(c, in.hidden);
     if (s.exact)
       exact_basis(c, in.hidden);
     else
-      randomized_basis(c, in.hidden, p);
+      randomized_basis(c, in.hidden, rules);
     negative_distances(c, in.hidden);
     sort_segments(c, b.distances, b.distances_sorted, b.segments.negative_end);
   }
   finalize_groups_kernel<<<static_cast<unsigned>(groups.count), 256, 0, exec.stream>>>(
-      groups, b.states, b.distances_sorted, b.distances, b.negative_list, T, p.quantile_low, p.quantile_high,
-      p.min_weight, out.weights, out.distances, out.diagnostics);
+      groups, b.states, b.distances_sorted, b.distances, b.negative_list, T, rules, out.weights, out.distances,
+      out.diagnostics);
   RESRL_CUDA_CHECK_LAUNCH("finalize_groups_kernel");
 }
 

@@ -12,7 +12,7 @@
 #include <cub/device/device_segmented_radix_sort.cuh>
 
 #include "resrl/base/workspace_arena.hpp"
-#include "resrl/core/token_weight_math.hpp"
+#include "resrl/core/group_rules.hpp"
 #include "resrl/cuda/executor.cuh"
 #include "resrl/cuda/group_plan.cuh"
 #include "resrl/cuda/kernels/layer_norm.cuh"
@@ -46,8 +46,6 @@ inline index_t round_up(index_t v, index_t m) { return (v + m - 1) / m * m; }
 
 inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, index_t max_group,
                                    const token_weight_params& p) {
-  using ::resrl::detail::group_rank;
-  using ::resrl::detail::sketch_columns;
   tw_shape s;
   s.B = B;
   s.T = T;
@@ -62,8 +60,9 @@ inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, i
   s.solve = G > 0 && H > 0 && s.max_used >= token_weight_constants::min_positive_tokens;
   if (!s.solve) return s;
   s.exact = p.solver == subspace_solver::exact;
-  s.k_max = std::max<index_t>(1, group_rank(p.rank, s.max_used, H));
-  s.q_max = s.exact ? s.k_max : std::max(s.k_max, sketch_columns(s.k_max, p.oversampling, s.max_used, H));
+  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p), s.max_used, H);
+  s.k_max = largest.rank;
+  s.q_max = largest.sketch_columns;
   // The q x q steps run in one block per group (O(q^3)): bound q up front.
   RESRL_EXPECTS(s.exact || s.q_max <= tuning::max_sketch_columns, "token_weight_params: rank (", p.rank,
                 ") + oversampling (", p.oversampling, ") gives ", s.q_max,

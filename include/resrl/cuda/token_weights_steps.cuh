@@ -133,12 +133,13 @@ inline void orthonormalize(const tw_context& c, float* x, index_t rows, group_st
 /// Z = orth(P Q), Q = orth(P^T Z); with oversampling, V = Q times the top
 /// k_g eigenvectors of (P Q)^T (P Q).
 template <class Hidden>
-void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hidden, const token_weight_params& p) {
+void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hidden,
+                      const ::resrl::detail::token_weight_rules& rules) {
   const auto& s = c.s;
   const auto& b = c.b;
   const index_t G = s.G, H = s.H, q = s.q_max, C = s.chunk, M = s.rows;
   const auto* staged = static_cast<const float*>(b.staging);
-  sketch_kernel<<<dim3(grid_x(M, 256), grid_y(G)), 256, 0, c.stream>>>(c.groups, b.states, p.seed, M, q, b.z);
+  sketch_kernel<<<dim3(grid_x(M, 256), grid_y(G)), 256, 0, c.stream>>>(c.groups, b.states, rules.seed, M, q, b.z);
   RESRL_CUDA_CHECK_LAUNCH("sketch_kernel");
   const bool cached = s.positive_chunks == 1;  // the staged positives serve every pass
   if (cached) stage<Hidden, float>(c, hidden, false, 0);
@@ -157,14 +158,13 @@ void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hid
                                           {b.y, H, H * q}, 0.0f, {b.z + k * C, M, M * q}, G);
     }
   };
-  // Q's surviving columns bound the rank of V: the last count is reported.
   features_pass();
-  orthonormalize(c, b.y, H, b.states);
-  for (int it = 0; it < p.power_iterations; ++it) {
+  orthonormalize(c, b.y, H);
+  for (int it = 0; it < rules.power_iterations; ++it) {
     tokens_pass();
     orthonormalize(c, b.z, M);
     features_pass();
-    orthonormalize(c, b.y, H, b.states);
+    orthonormalize(c, b.y, H);
   }
   if (!s.rotate) return;  // basis == y
   // W = P Q; its Gram matrix W^T W in double; V = Q (top-k_g eigenvectors).

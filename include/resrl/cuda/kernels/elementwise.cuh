@@ -8,6 +8,7 @@
 
 #include "resrl/types/advantages.hpp"
 #include "resrl/core/aggregation.hpp"
+#include "resrl/core/grpo.hpp"
 #include "resrl/core/policy_loss_math.hpp"
 #include "resrl/cuda/device_groups.hpp"
 #include "resrl/cuda/kernels/common.cuh"
@@ -16,27 +17,18 @@
 namespace resrl::cuda::detail {
 
 /// One thread per group: GRPO advantage of every member (spec §5), with the
-/// host backend's arithmetic (moments of the scores shifted by the first).
+/// core statistics the host backend uses.
 template <int = 0>
-__global__ void grpo_group_kernel(device_groups groups, const double* totals, bool normalize_by_std, double epsilon,
-                                  index_t tokens, float* advantage, device_status* status) {
+__global__ void grpo_group_kernel(device_groups groups, const double* totals, grpo_params p, index_t tokens,
+                                  float* advantage, device_status* status) {
   const index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (g >= groups.count) return;
-  const index_t begin = groups.begin(g), end = groups.end(g), n = end - begin;
+  const index_t begin = groups.begin(g), end = groups.end(g);
   const auto score = [&](index_t i) { return totals[groups.member(i)]; };
-  const double shift = n > 1 ? score(begin) : 0.0;
-  double mean = 0.0, std_dev = 1.0;
-  if (n > 1) {
-    for (index_t i = begin; i < end; ++i) mean += score(i) - shift;
-    mean /= static_cast<double>(n);
-    double ss = 0.0;
-    for (index_t i = begin; i < end; ++i) ss += (score(i) - shift - mean) * (score(i) - shift - mean);
-    std_dev = sqrt(ss / static_cast<double>(n - 1));
-  }
-  const double denominator = normalize_by_std ? std_dev + epsilon : 1.0;
+  const auto stats = ::resrl::detail::grpo_group_statistics(score, begin, end);
   for (index_t i = begin; i < end; ++i) {
     const index_t b = groups.member(i);
-    const double a = denominator > 0.0 ? (score(i) - shift - mean) / denominator : 0.0;
+    const double a = ::resrl::detail::grpo_advantage(stats, score(i), p);
     if (!(fabs(a) <= FLT_MAX)) {
       report_input(status, groups.batch, b - 1, tokens, input_check::advantage_overflow);  // after all rows
       advantage[b] = 0.0f;

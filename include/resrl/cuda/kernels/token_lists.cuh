@@ -8,8 +8,8 @@
 
 #include <cub/block/block_scan.cuh>
 
+#include "resrl/core/group_rules.hpp"
 #include "resrl/core/random.hpp"
-#include "resrl/core/token_weight_math.hpp"
 #include "resrl/cuda/device_groups.hpp"
 #include "resrl/cuda/kernels/common.cuh"
 #include "resrl/types/token_weights.hpp"
@@ -18,10 +18,7 @@ namespace resrl::cuda::detail {
 
 /// Per-group state of a token-weight call, written by group_counts_kernel.
 struct group_state {
-  std::int64_t positive_tokens = 0;  // valid positive tokens (M)
-  std::int64_t negative_tokens = 0;  // valid negative tokens
-  std::int32_t positive_samples = 0;
-  std::int32_t negative_samples = 0;
+  ::resrl::detail::group_counts counts;  // samples and valid tokens by sign
   std::int32_t used = 0;       // positive rows of the solve (0 when skipped)
   std::int32_t negatives = 0;  // negative rows weighted (0 when skipped)
   std::int32_t rank = 0;       // k_g (0 when skipped)
@@ -30,7 +27,14 @@ struct group_state {
   std::int32_t failed = 0;     // nonzero: non-finite hidden (1) or solver failure (2); weights stay 1
   std::int32_t segment = 0;    // first index of the group's token segment
   std::int32_t subsampled = 0;
-  std::int32_t kept = 0;       // columns of the basis that survived orthonormalisation (<= sketch)
+  // Columns that survived an orthonormalisation asked to count them (<= q),
+  // for inspection: the diagnostics report k_g (core/group_rules.hpp).
+  std::int32_t kept = 0;
+
+  /// The core rules' decision, as group_counts_kernel stored it.
+  RESRL_HD ::resrl::detail::group_decision decision() const {
+    return {static_cast<skip_reason>(skipped), used, rank, sketch};
+  }
 };
 
 inline constexpr std::int32_t failed_non_finite = 1;
@@ -83,72 +87,43 @@ __global__ void classify_samples_kernel(sample_scores scores, matrix_view<const 
   }
 }
 
-/// Settings the group kernel needs (a token_weight_params without doubles it
-/// does not read).
-struct group_rules {
-  index_t rank = 64;
-  index_t max_positive_tokens = 4096;
-  index_t oversampling = 0;
-  index_t features = 0;
-  index_t tokens = 0;
-  bool randomized = true;
-};
-
-/// One thread per group: counts, skip reason (in the host backend's order),
-/// rank and sketch size, and where each member's tokens go in the group's
-/// positive or negative list.
+/// One thread per group: counts, the core rules' decision (skip reason,
+/// kept tokens, rank, sketch) and where each member's tokens go in the
+/// group's positive or negative list.
 template <int = 0>
-__global__ void group_counts_kernel(device_groups groups, group_rules rules, const std::uint8_t* positive,
-                                    const std::int32_t* valid_count, std::int32_t* sample_base, group_state* states,
-                                    segment_bounds segments) {
-  using ::resrl::detail::group_rank;
-  using ::resrl::detail::sketch_columns;
+__global__ void group_counts_kernel(device_groups groups, ::resrl::detail::token_weight_rules rules, index_t features,
+                                    index_t tokens, const std::uint8_t* positive, const std::int32_t* valid_count,
+                                    std::int32_t* sample_base, group_state* states, segment_bounds segments) {
   const index_t g = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (g >= groups.count) return;
-  group_state s;
-  std::int64_t pos = 0, neg = 0;
+  ::resrl::detail::group_counts c;
   for (index_t i = groups.begin(g); i < groups.end(g); ++i) {
     const index_t b = groups.member(i);
     if (positive[b]) {
-      ++s.positive_samples;
-      sample_base[b] = static_cast<std::int32_t>(pos);
-      pos += valid_count[b];
+      ++c.positive_samples;
+      sample_base[b] = static_cast<std::int32_t>(c.positive_tokens);
+      c.positive_tokens += valid_count[b];
     } else {
-      ++s.negative_samples;
-      sample_base[b] = static_cast<std::int32_t>(neg);
-      neg += valid_count[b];
+      ++c.negative_samples;
+      sample_base[b] = static_cast<std::int32_t>(c.negative_tokens);
+      c.negative_tokens += valid_count[b];
     }
   }
-  s.positive_tokens = pos;
-  s.negative_tokens = neg;
-  skip_reason why = skip_reason::none;
-  index_t used = 0, k = 0;
-  if (s.positive_samples == 0) {
-    why = skip_reason::no_positive_samples;
-  } else if (s.negative_samples == 0) {
-    why = skip_reason::no_negative_samples;
-  } else if (pos < token_weight_constants::min_positive_tokens) {
-    why = skip_reason::too_few_positive_tokens;
-  } else if (neg == 0) {
-    why = skip_reason::no_negative_tokens;
-  } else {
-    used = pos < rules.max_positive_tokens ? pos : rules.max_positive_tokens;
-    k = group_rank(rules.rank, used, rules.features);
-    if (k < 1) why = skip_reason::rank_below_one;
-  }
-  s.skipped = static_cast<std::int32_t>(why);
-  s.segment = static_cast<std::int32_t>(groups.begin(g) * rules.tokens);
-  if (why == skip_reason::none) {
-    s.used = static_cast<std::int32_t>(used);
-    s.negatives = static_cast<std::int32_t>(neg);
-    s.rank = static_cast<std::int32_t>(k);
-    s.sketch = static_cast<std::int32_t>(rules.randomized ? sketch_columns(k, rules.oversampling, used, rules.features) : k);
-    s.subsampled = used < pos ? 1 : 0;
-    s.kept = s.sketch;  // lowered by the randomized solver when it drops dependent columns
+  const auto d = ::resrl::detail::decide_group(c, rules, features);
+  group_state s;
+  s.counts = c;
+  s.skipped = static_cast<std::int32_t>(d.skipped);
+  s.segment = static_cast<std::int32_t>(groups.begin(g) * tokens);
+  if (d.weighted()) {
+    s.used = static_cast<std::int32_t>(d.positive_tokens_used);
+    s.negatives = static_cast<std::int32_t>(c.negative_tokens);
+    s.rank = static_cast<std::int32_t>(d.rank);
+    s.sketch = static_cast<std::int32_t>(d.sketch_columns);
+    s.subsampled = d.positive_tokens_used < c.positive_tokens ? 1 : 0;
   }
   states[g] = s;
   segments.begin[g] = s.segment;
-  segments.subsample_end[g] = s.segment + (s.subsampled ? static_cast<std::int32_t>(pos) : 0);
+  segments.subsample_end[g] = s.segment + (s.subsampled ? static_cast<std::int32_t>(c.positive_tokens) : 0);
   segments.kept_end[g] = s.segment + (s.subsampled ? s.used : 0);
   segments.negative_end[g] = s.segment + s.negatives;
 }
@@ -192,7 +167,7 @@ __global__ void subsample_keys_kernel(const group_state* states, index_t group_c
   if (g >= group_count) return;
   const group_state& s = states[g];
   if (!s.subsampled) return;
-  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < s.positive_tokens;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < s.counts.positive_tokens;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const auto token = static_cast<std::uint64_t>(positive_list[s.segment + i]);
     keys[s.segment + i] = random_bits(seed, random_stream::positive_subsample, token / static_cast<std::uint64_t>(tokens),

@@ -4,6 +4,7 @@
 
 #include <cfloat>
 
+#include "resrl/core/group_diagnostics.hpp"
 #include "resrl/cuda/kernels/token_lists.cuh"
 
 namespace resrl::cuda::detail {
@@ -39,33 +40,20 @@ __device__ inline float block_min(float x) {
 
 /// One block per group: quantile bounds from the sorted distances (numpy
 /// 'linear', the shared formula), weights and distances of its negative
-/// tokens, and its diagnostics. Skipped or failed groups keep weight 1.
+/// tokens, and its diagnostics (filled by the core functions the host
+/// backend calls). Skipped or failed groups keep weight 1.
 template <int = 0>
 __global__ void finalize_groups_kernel(device_groups groups, const group_state* states, const float* sorted_distances,
                                        const float* distances, const std::int32_t* negative_list, index_t tokens,
-                                       double quantile_low, double quantile_high, double min_weight,
-                                       matrix_view<float> weights, matrix_view<float> distances_out,
-                                       group_diagnostics* diagnostics) {
+                                       ::resrl::detail::token_weight_rules rules, matrix_view<float> weights,
+                                       matrix_view<float> distances_out, group_diagnostics* diagnostics) {
   using ::resrl::detail::interpolate_quantile;
   using ::resrl::detail::linear_quantile_position;
   const index_t g = blockIdx.x;
   if (g >= groups.count) return;
   const group_state s = states[g];
-  group_diagnostics d;
-  d.group_id = groups.id(g);
-  d.positive_samples = s.positive_samples;
-  d.negative_samples = s.negative_samples;
-  d.positive_tokens = s.positive_tokens;
-  d.negative_tokens = s.negative_tokens;
-  d.skipped = static_cast<skip_reason>(s.skipped);
-  const bool weighted = s.skipped == static_cast<std::int32_t>(skip_reason::none) && s.failed == 0;
-  if (s.skipped == static_cast<std::int32_t>(skip_reason::none)) {
-    d.positive_tokens_used = s.used;
-    // The rank used: k_g, or fewer when the solver dropped dependent columns
-    // (a failed group's count means nothing: it keeps k_g).
-    d.rank = s.failed == 0 && s.kept < s.rank ? s.kept : s.rank;
-  }
-  if (!weighted) {
+  group_diagnostics d = ::resrl::detail::describe_group(groups.id(g), s.counts, s.decision());
+  if (!s.decision().weighted() || s.failed != 0) {
     if (threadIdx.x == 0 && diagnostics) diagnostics[g] = d;
     return;
   }
@@ -76,33 +64,23 @@ __global__ void finalize_groups_kernel(device_groups groups, const group_state* 
     const double at_upper = p.fraction == 0.0 ? 0.0 : sorted[p.lower + 1];
     return interpolate_quantile(sorted[p.lower], at_upper, p.fraction);
   };
-  const double low = bound(quantile_low), high = bound(quantile_high);
-  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, min_weight);
-  double weight_sum = 0.0, distance_sum = 0.0;
-  float weight_min = 1.0f, weight_max = 0.0f;
+  const double low = bound(rules.quantile_low), high = bound(rules.quantile_high);
+  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, rules.min_weight);
+  ::resrl::detail::weight_stats stats;
   for (index_t i = threadIdx.x; i < n; i += blockDim.x) {
     const index_t token = negative_list[s.segment + i];
     const float distance = distances[s.segment + i];
     const float w = to_weight(distance);
     weights(token / tokens, token % tokens) = w;
     if (distances_out.present()) distances_out(token / tokens, token % tokens) = distance;
-    weight_sum += w;
-    distance_sum += distance;
-    weight_min = fminf(weight_min, w);
-    weight_max = fmaxf(weight_max, w);
+    stats.add(w, distance);
   }
-  weight_sum = block_sum(weight_sum);
-  distance_sum = block_sum(distance_sum);
-  weight_min = block_min(weight_min);
-  weight_max = -block_min(-weight_max);
+  stats.weight_sum = block_sum(stats.weight_sum);
+  stats.distance_sum = block_sum(stats.distance_sum);
+  stats.weight_min = block_min(stats.weight_min);
+  stats.weight_max = -block_min(-stats.weight_max);
   if (threadIdx.x == 0 && diagnostics) {
-    d.quantile_low_value = static_cast<float>(low);
-    d.quantile_high_value = static_cast<float>(high);
-    d.degenerate_range = to_weight.degenerate ? 1 : 0;
-    d.weight_mean = static_cast<float>(weight_sum / static_cast<double>(n));
-    d.weight_min = weight_min;
-    d.weight_max = weight_max;
-    d.distance_mean = static_cast<float>(distance_sum / static_cast<double>(n));
+    ::resrl::detail::describe_weights(d, low, high, to_weight, stats, n);
     diagnostics[g] = d;
   }
 }
