@@ -724,3 +724,44 @@ TEST_CASE("contract: count_groups", "[contract][grouping]") {
   rejects<resrl::invalid_argument>([&] { resrl::count_groups(resrl::grouping::by_ids(ids.data(), 4), 5); },
                                    "grouping.ids: size 4 but expected 5");
 }
+
+TEST_CASE("contract: host workspace queries check their inputs and size what the call carves", "[contract][workspace]") {
+  // B = 3, T = 4: policy loss and GRPO with a workspace of exactly the
+  // queried size succeed; one byte less is workspace_too_small; a bad input
+  // is rejected by the query itself, naming the argument.
+  const index_t B = 3, T = 4;
+  std::vector<float> logp(B * T, -1.0f), old_logp(B * T, -1.1f), adv(B * T, 0.5f), mask(B * T, 1.0f), out(B * T);
+  const std::vector<float> scores{1.0f, 0.0f, 1.0f};
+  const resrl::host_executor exec{};
+  resrl::policy_loss_inputs<float> in;
+  in.logp = resrl::make_matrix_view<const float>(logp.data(), B, T);
+  in.old_logp = resrl::make_matrix_view<const float>(old_logp.data(), B, T);
+  in.advantages = resrl::make_matrix_view<const float>(adv.data(), B, T);
+  in.response_mask = resrl::make_matrix_view<const float>(mask.data(), B, T);
+  std::vector<std::byte> ws(resrl::policy_loss_workspace_size(exec, in));
+  // The host arena aligns its start: a buffer at an unaligned address needs
+  // the padding the query includes.
+  CHECK_NOTHROW(resrl::policy_loss(exec, in, {}, {}, {ws.data(), ws.size()}));
+  CHECK_THROWS_AS(resrl::policy_loss(exec, in, {}, {}, {ws.data(), 8}), resrl::workspace_too_small);
+  resrl::policy_loss_result async_result;
+  resrl::policy_loss_async(exec, in, {}, {}, &async_result, {ws.data(), ws.size()});
+  CHECK(async_result.loss == resrl::policy_loss(exec, in, {}).loss);
+
+  auto narrow = in;
+  narrow.old_logp = resrl::make_matrix_view<const float>(old_logp.data(), B, T - 1);
+  rejects<resrl::invalid_argument>([&] { resrl::policy_loss_workspace_size(exec, narrow); }, "old_logp");
+
+  const auto sample_scores = resrl::sample_scores::of_samples(scores.data(), B);
+  const auto groups = resrl::grouping::by_rollout(3);
+  const auto out_view = resrl::make_matrix_view(out.data(), B, T);
+  std::vector<std::byte> grpo_ws(
+      resrl::grpo_advantages_workspace_size(exec, sample_scores, in.response_mask, groups, {}));
+  CHECK_NOTHROW(resrl::grpo_advantages(exec, sample_scores, in.response_mask, groups, {}, out_view,
+                                       {grpo_ws.data(), grpo_ws.size()}));
+  CHECK_THROWS_AS(resrl::grpo_advantages(exec, sample_scores, in.response_mask, groups, {}, out_view,
+                                         {grpo_ws.data(), 8}),
+                  resrl::workspace_too_small);
+  const auto pairs = resrl::grouping::by_rollout(2);  // 3 samples do not split into pairs
+  rejects<resrl::invalid_argument>(
+      [&] { resrl::grpo_advantages_workspace_size(exec, sample_scores, in.response_mask, pairs, {}); }, "rollout_n");
+}

@@ -47,7 +47,7 @@ void grpo_advantages_async(const host_executor& exec, const sample_scores& score
 template <class Mask>
 std::size_t reweight_advantages_workspace_size(const host_executor&, const matrix_view<const float>&,
                                                const matrix_view<const Mask>&, const sample_scores&,
-                                               const matrix_view<const float>&, const advantage_weighting&) {
+                                               const matrix_view<const float>&, const advantage_weighting& = {}) {
   return 0;
 }
 

@@ -10,15 +10,19 @@
 #pragma once
 
 #include "resrl/base/executor.hpp"
+#include "resrl/core/policy_loss_checks.hpp"
 #include "resrl/cpu/backend.hpp"
 #include "resrl/types/policy_loss.hpp"
 
 namespace resrl {
 
-/// Workspace bytes of policy_loss on the host for these (B, T) inputs.
+/// Workspace bytes of policy_loss on the host for these (B, T) inputs;
+/// checks them as the call does.
 template <class Real, class Mask>
-std::size_t policy_loss_workspace_size(const host_executor& exec, const policy_loss_inputs<Real, Mask>& in) {
+std::size_t policy_loss_workspace_size(const host_executor& exec, const policy_loss_inputs<Real, Mask>& in,
+                                       const policy_loss_params& params = {}) {
   RESRL_REQUIRE_PRECOMPILED(losses, Real, Mask);
+  detail::check_policy_loss_inputs(in, params);
   return cpu::policy_loss_workspace_size(exec, in);
 }
 

@@ -13,7 +13,7 @@ namespace resrl {
 /// Workspace bytes of length_scaled_rewards on the host: none.
 inline std::size_t length_scaled_rewards_workspace_size(const host_executor&, const vector_view<const float>&,
                                                         const vector_view<const std::int64_t>&,
-                                                        const length_penalty_params&) {
+                                                        const length_penalty_params& = {}) {
   return 0;
 }
 

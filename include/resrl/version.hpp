@@ -7,6 +7,6 @@ namespace resrl {
 inline constexpr int version_major = RESRL_VERSION_MAJOR;
 inline constexpr int version_minor = RESRL_VERSION_MINOR;
 inline constexpr int version_patch = RESRL_VERSION_PATCH;
-inline constexpr const char* version_string = "0.1.0";
+inline constexpr const char* version_string = "0.2.0";
 
 }  // namespace resrl

@@ -197,7 +197,7 @@ void register_exceptions(nb::module_& m) {
 
 void bind_settings(nb::module_& m) {
   nb::enum_<subspace_solver>(m, "Solver", "How the rank-k positive subspace is found.")
-      .value("exact", subspace_solver::exact, "Thin SVD of the centred positive tokens.")
+      .value("exact", subspace_solver::exact, "Top-k eigenvectors of the double Gram matrix of the centred positive tokens.")
       .value("randomized", subspace_solver::randomized, "Randomized range finder (torch.pca_lowrank's scheme).");
   nb::enum_<gemm_precision>(m, "GemmPrecision", "Operand precision of the GEMMs over hidden states.")
       .value("full", gemm_precision::full)

@@ -33,6 +33,9 @@ void exact_subspace(const row_major_map<C>& P, index_t k, col_major_map<C>& V) {
     else
       G.selfadjointView<Eigen::Lower>().rankUpdate(X);  // P P^T: eigenvectors are U, V = P^T U S^-1
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G);  // eigenvalues ascending
+    if (eig.info() != Eigen::Success)
+      ::resrl::detail::raise<numerical_error>("exact solver: the eigensolver did not converge on the ", n, " x ", n,
+                                              " Gram matrix of the positive tokens");
     const Eigen::MatrixXd top = eig.eigenvectors().rightCols(k).rowwise().reverse();
     if (h <= m) {
       V = top.cast<C>();

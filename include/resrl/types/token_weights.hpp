@@ -13,8 +13,10 @@ namespace resrl {
 
 /// How the rank-k positive subspace is found.
 enum class subspace_solver : std::int32_t {
-  /// Full thin SVD of the centred positive tokens: right to working
-  /// precision, costs O(M H min(M, H)). For verification and small groups.
+  /// Top-k eigenvectors of the smaller Gram matrix of the centred positive
+  /// tokens, in double: below fp32 rounding for fp32/fp16/bf16 inputs (for
+  /// double inputs the error grows by sigma_1 / sigma_k). Costs
+  /// O(M H min(M, H) + min(M, H)^3). For verification and small groups.
   exact = 0,
   /// Randomized range finder with power iterations (the reference's
   /// torch.pca_lowrank scheme when oversampling is 0). The default.
