@@ -106,3 +106,28 @@ def test_matches_the_library_calls_it_wraps():
                                         rank=RANK)
     want = resrl.reweight_advantages(mb.advantages, mb.mask, mb.scores, weights, weighting="resrl")
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_with_states_captured_from_a_model():
+    """The documented flow: capture during the actor's forward, align with
+    response_states, reweight; the same as with the states by hand."""
+    from test_capture import CausalLM, last_block_input
+
+    torch.manual_seed(6)
+    model = CausalLM()
+    response = 6
+    ids = torch.randint(0, 13, (8, 11))
+    uid = np.array(["q1", "q0"] * 4, dtype=object)
+    mask = torch.ones(8, response, dtype=torch.int64)
+    mask[::3, -2:] = 0
+    scores = torch.zeros(8, response)
+    scores[[0, 1, 4, 5], 3] = 1.0
+    advantages = torch.randn(8, response)
+    with resrl.torch.capture_hidden(model) as capture:
+        model(ids)
+    hidden = resrl.torch.response_states(capture.hidden, response)
+    got, metrics = verl.reweight_advantages(uid, mask, scores, advantages, hidden, svd_rank=RANK, solver="exact")
+    by_hand = last_block_input(model.model, ids)[:, -response - 1 : -1]
+    want, _ = verl.reweight_advantages(uid, mask, scores, advantages, by_hand, svd_rank=RANK, solver="exact")
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert metrics["resrl/weighted_groups"] == 2
