@@ -4,6 +4,9 @@ policy_loss: the clipped PPO loss as an autograd operation whose backward is
 the library's exact d loss / d logp (and d loss / d entropy), so that
 `loss.backward()` works in any trainer. token_weights: ResRL weights of torch
 tensors as a torch tensor on the same device (constants: no gradient).
+capture_hidden: records a model's penultimate-layer hidden states (the input
+of its last decoder block) during a forward pass; response_states aligns
+them with the response tokens as the reference does.
 
 With torch 2.4 or later both are registered as custom operators
 (torch.ops.resrl.policy_loss, torch.ops.resrl.token_weights) with fake
@@ -11,13 +14,14 @@ implementations, so torch.compile traces through them; on older torch they
 are a torch.autograd.Function and a plain function with the same results.
 """
 
-from typing import Dict, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 import resrl
 
-__all__ = ["policy_loss", "token_weights", "uses_custom_ops"]
+__all__ = ["HiddenCapture", "capture_hidden", "policy_loss", "response_states", "token_weights", "uses_custom_ops"]
 
 #: Order of the float64 vector a policy_loss call produces: the loss, then the metrics.
 _VALUES = ("loss", "pg_loss", "clipfrac", "ppo_kl", "clipfrac_lower", "entropy", "kl_loss", "tokens")
@@ -180,3 +184,107 @@ def token_weights(
             groups = torch.as_tensor(groups, dtype=torch.int64)
         return _token_weights_op(hidden.detach(), mask, scores, groups, rollout_n or 0, excluded, **settings)
     return _token_weights_eager(hidden, mask, scores, groups, rollout_n, excluded, settings)
+
+
+#: Where Hugging Face-style models keep their decoder blocks: Llama, Qwen,
+#: Mistral, ... (model.model.layers); GPT-2 style (model.transformer.h); a
+#: bare decoder (model.layers).
+_BLOCK_LISTS = (("model", "layers"), ("transformer", "h"), ("layers",))
+
+
+def _last_block(model: torch.nn.Module) -> torch.nn.Module:
+    for path in _BLOCK_LISTS:
+        blocks: Any = model
+        for name in path:
+            blocks = getattr(blocks, name, None)
+        if isinstance(blocks, (torch.nn.ModuleList, torch.nn.Sequential)) and len(blocks) > 0:
+            return blocks[-1]
+    names = ", ".join(".".join(path) for path in _BLOCK_LISTS)
+    raise ValueError(f"capture_hidden: {type(model).__name__} has none of {names}: pass layer= (the last decoder "
+                     "block, whose input is recorded)")
+
+
+class HiddenCapture:
+    """What capture_hidden recorded: one detached (B, L, H) tensor per
+    forward call of the model (the input of the layer), in call order."""
+
+    def __init__(self) -> None:
+        self.states: List[torch.Tensor] = []
+        self._armed = False  # a forward of the model has started and the layer has not run in it yet
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        """The latest forward's penultimate-layer states, (B, L, H)."""
+        if not self.states:
+            raise RuntimeError("capture_hidden: nothing recorded: the model's forward did not reach the layer")
+        return self.states[-1]
+
+    def clear(self) -> None:
+        self.states.clear()
+
+    def _arm(self, _module: torch.nn.Module, _args: Tuple[Any, ...]) -> None:
+        self._armed = True
+
+    def _record(self, _module: torch.nn.Module, args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]] = None) -> None:
+        if not self._armed:
+            return  # a recomputation (gradient checkpointing's backward) or a call outside the model's forward
+        state = args[0] if args else (kwargs or {}).get("hidden_states")
+        if not isinstance(state, torch.Tensor):
+            raise TypeError("capture_hidden: the layer's first argument (or hidden_states=) is not a tensor")
+        self.states.append(state.detach())
+        self._armed = False
+
+
+@contextmanager
+def capture_hidden(model: torch.nn.Module, layer: Optional[torch.nn.Module] = None) -> Iterator[HiddenCapture]:
+    """Records the penultimate-layer hidden states of `model`'s forward
+    passes inside the `with` block: the input of its last decoder block (what
+    Hugging Face returns as hidden_states[-2] with output_hidden_states=True,
+    without keeping every layer's states), detached.
+
+    layer: the block whose input is recorded; by default the last of
+    model.model.layers (Llama, Qwen, Mistral, ...), model.transformer.h
+    (GPT-2 style) or model.layers. The block must take the hidden states as
+    its first positional argument (or, on torch 2.0+, as hidden_states=).
+
+    Once per forward: a forward pre-hook on `model` arms the capture and the
+    first call of `layer` after it records and disarms, so the layer's calls
+    that gradient checkpointing repeats during backward (outside the model's
+    forward) record nothing. Every forward of the model in the block appends
+    one tensor to `.states`; `.hidden` is the latest.
+
+        with resrl.torch.capture_hidden(model) as capture:
+            logits = model(input_ids).logits
+        hidden = resrl.torch.response_states(capture.hidden, response_length)
+    """
+    if layer is None:
+        layer = _last_block(model)
+    capture = HiddenCapture()
+    arm = model.register_forward_pre_hook(capture._arm)
+    try:
+        record = layer.register_forward_pre_hook(capture._record, with_kwargs=True)  # type: ignore[call-arg]
+    except TypeError:  # torch before 2.0: positional arguments only
+        record = layer.register_forward_pre_hook(capture._record)
+    try:
+        yield capture
+    finally:
+        record.remove()
+        arm.remove()
+
+
+def response_states(hidden: torch.Tensor, response_length: int) -> torch.Tensor:
+    """The states that predict the response tokens, (B, R, H), from the
+    states of whole sequences (B, L, H) laid out as verl (and TRL) lay them
+    out: the prompt (left-padded) then the response (right-padded) of
+    response_length R tokens at the end. Response token j sits at position
+    L - R + j and is predicted by the state at L - R - 1 + j, so this is
+    hidden[:, L - R - 1 : L - 1] (the reference's full_last_hidden[:,
+    -R - 1 : -1]); the result is a view, row j aligned with response token j
+    (and with the response mask, log-probs and advantages). For unpadded
+    (packed) forwards, pad the states back to (B, L, H) first (verl's
+    pad_input), as for the log-probs."""
+    length = hidden.shape[1]
+    if hidden.dim() != 3 or not 0 < response_length < length:
+        raise ValueError(f"response_states: expected (B, L, H) states with 0 < response_length < L, got shape "
+                         f"{tuple(hidden.shape)} and response_length {response_length}")
+    return hidden[:, length - response_length - 1 : length - 1]

@@ -1,0 +1,101 @@
+"""ResRL in verl's actor (docs/integrations.md): the reweighted advantages
+of one micro-batch of `DataParallelPPOActor.update_policy`, as the ResRL
+reference computes them there, from what the actor holds.
+
+Requires torch (the actor's tensors); verl itself is not imported.
+"""
+
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+import resrl
+
+__all__ = ["group_ids", "metrics", "reweight_advantages"]
+
+
+def group_ids(uid: Union[np.ndarray, Sequence[Any]]) -> np.ndarray:
+    """verl's per-response prompt ids (`non_tensor_batch["uid"]`: strings,
+    or any hashable values) as int64 group ids 0, 1, ... in order of first
+    appearance."""
+    ids: Dict[Any, int] = {}
+    return np.fromiter((ids.setdefault(u, len(ids)) for u in uid), dtype=np.int64, count=len(uid))
+
+
+def metrics(diagnostics: np.ndarray, prefix: str = "resrl/") -> Dict[str, float]:
+    """The token-weight diagnostics of one call as a flat metrics dict in
+    verl's style (floats, keys `prefix` + name): groups, weighted_groups,
+    skipped_groups and the count per skip reason (skipped_<reason>),
+    positive/negative samples, positive_sample_ratio, weighted_tokens (the
+    negative tokens of weighted groups), mean/min/max_neg_weight over those
+    tokens (1 when no group was weighted) and mean_rank of weighted groups."""
+    summary = resrl.summarize(diagnostics)
+    weighted = diagnostics["skipped"] == resrl.SkipReason.none.value
+    values: Dict[str, float] = {
+        "groups": summary["groups"],
+        "weighted_groups": summary["weighted_groups"],
+        "skipped_groups": summary["groups"] - summary["weighted_groups"],
+        "positive_samples": summary["positive_samples"],
+        "negative_samples": summary["negative_samples"],
+        "positive_sample_ratio": summary["positive_sample_ratio"],
+        "weighted_tokens": summary["weighted_tokens"],
+        "mean_neg_weight": summary["mean_weight"],
+        "min_neg_weight": summary["min_weight"],
+        "max_neg_weight": summary["max_weight"],
+        "mean_rank": diagnostics["rank"][weighted].mean() if weighted.any() else 0.0,
+    }
+    for reason in resrl.SkipReason.__members__.values():
+        if reason != resrl.SkipReason.none:
+            values[f"skipped_{reason.name}"] = np.count_nonzero(diagnostics["skipped"] == reason.value)
+    return {prefix + name: float(value) for name, value in values.items()}
+
+
+def reweight_advantages(
+    uid: Optional[Union[np.ndarray, Sequence[Any]]],
+    response_mask: torch.Tensor,
+    token_level_scores: torch.Tensor,
+    advantages: torch.Tensor,
+    hidden_states: torch.Tensor,
+    *,
+    svd_rank: int = 64,
+    svd_max_pos_tokens: int = 4096,
+    svd_quantile_low: float = 0.2,
+    svd_quantile_high: float = 0.8,
+    svd_min_weight: float = 0.1,
+    svd_pos_weight: float = 0.1,
+    rollout_n: Optional[int] = None,
+    **token_weight_settings: Any,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """ResRL advantages of one micro-batch of verl's update_policy, and the
+    group diagnostics as metrics (see `metrics`).
+
+    uid: `non_tensor_batch["uid"]` of the micro-batch (B prompt ids), or None
+    to group consecutive runs of `rollout_n` responses (the reference's
+    fallback). response_mask, token_level_scores, advantages: (B, R) tensors
+    of the micro-batch; hidden_states: (B, R, H) penultimate-layer states
+    aligned with the response tokens (resrl.torch.capture_hidden, then
+    resrl.torch.response_states), any float type, detached or not (no
+    gradient flows to them). A response is positive iff its masked score sum
+    is > 0, as in the reference.
+
+    Returns advantages * response_mask with positive responses scaled by
+    svd_pos_weight and every response token of a negative response by its
+    ResRL weight (in [svd_min_weight, 1]; 1 in groups without both positive
+    and negative responses), in advantages' dtype and device. Weights come
+    from the groups' rows in this micro-batch only, as in the reference.
+    token_weight_settings: further resrl.token_weights settings (solver,
+    power_iterations, oversampling, seed, gemm, excluded, threads).
+    """
+    if uid is None and rollout_n is None:
+        raise ValueError("reweight_advantages: pass uid (the prompt ids) or rollout_n")
+    groups = None if uid is None else group_ids(uid)
+    scores = token_level_scores.detach().to(torch.float32)
+    result = resrl.token_weights(
+        hidden_states.detach(), response_mask, scores, groups, rollout_n, rank=svd_rank,
+        max_positive_tokens=svd_max_pos_tokens, quantile_low=svd_quantile_low, quantile_high=svd_quantile_high,
+        min_weight=svd_min_weight, **token_weight_settings)
+    threads = token_weight_settings.get("threads", 0)
+    weighted = resrl.reweight_advantages(advantages.detach().to(torch.float32), response_mask, scores, result.weights,
+                                         weighting="resrl", positive_weight=svd_pos_weight, threads=threads)
+    return weighted.to(advantages.dtype), metrics(result.diagnostics)
