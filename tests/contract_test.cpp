@@ -479,7 +479,7 @@ TEST_CASE("contract: huge double hidden states (1e300, squares overflow double) 
   }
 }
 
-TEST_CASE("contract: denormal hidden states are accepted; tokens far below eps normalise to ~0",
+TEST_CASE("contract: denormal hidden states are accepted, tokens far below eps normalise to ~0",
           "[contract][token_weights][extreme]") {
   // Group 0 scaled to ~1e-41 (fp32 denormals): var << eps = 1e-5, so every
   // normalised vector is ~3e-39, every distance rounds to ~0 and the range is
@@ -533,7 +533,7 @@ TEST_CASE("contract: extreme group ids out of order form groups by equality, in 
     for (index_t t = 0; t < b.T; ++t) CHECK(c.weight(i, t) == by_rollout.weight(order[i], t));
 }
 
-TEST_CASE("contract: inputs may broadcast (stride 0); output padding is not written", "[contract][token_weights]") {
+TEST_CASE("contract: inputs may broadcast (stride 0), output padding is not written", "[contract][token_weights]") {
   const auto b = small_batch(23, 1);
   weights_call c(b);
   const float one = 1.0f;
@@ -699,7 +699,7 @@ TEST_CASE("contract: positive_likelihood_displacement shapes", "[contract][metri
   CHECK(r.mean_change == 0.0);
 }
 
-TEST_CASE("contract: think_span_mask: an id in both lists opens a span; empty rows", "[contract][think_spans]") {
+TEST_CASE("contract: think_span_mask: an id in both lists opens a span, empty rows", "[contract][think_spans]") {
   const std::vector<std::int64_t> ids{1, 7, 2, 7, 3};
   std::vector<std::uint8_t> out(5, 9);
   resrl::think_span_mask(resrl::make_matrix_view(ids.data(), 1, 5), {{7}, {7}}, resrl::make_matrix_view(out.data(), 1, 5));

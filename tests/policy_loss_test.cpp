@@ -456,7 +456,7 @@ TEST_CASE("policy_loss: float inputs, uint8 mask and strided views", "[policy_lo
   for (int i : {2, 3, 4, 7, 8, 9}) CHECK(grad[static_cast<std::size_t>(i)] == pad);
 }
 
-TEST_CASE("policy_loss: loss and metrics match the verl transcription; gradients match finite differences",
+TEST_CASE("policy_loss: loss and metrics match the verl transcription, gradients match finite differences",
           "[policy_loss][gradient]") {
   // Random log-ratios concentrate near the clip bounds and the dual-clip
   // bound, with some beyond the +-20 clamp; kl = ref - logp covers both

@@ -316,7 +316,7 @@ std::string describe(const case_data& c) {
 
 }  // namespace
 
-TEST_CASE("property: every weight is finite and in [min_weight, 1]; positives, masked and excluded tokens get 1",
+TEST_CASE("property: every weight is finite and in [min_weight, 1], positives, masked and excluded tokens get 1",
           "[token_weights][property]") {
   random_source r(2026);
   int weighted_groups = 0;

@@ -129,7 +129,7 @@ TEST_CASE("randomized solver matches the exact reference on separated spectra", 
   check_against_reference<float>(resrl::subspace_solver::randomized, 25, 6);
 }
 
-TEST_CASE("bf16 GEMMs stay near the double reference; other inputs and the exact solver ignore the setting",
+TEST_CASE("bf16 GEMMs stay near the double reference, other inputs and the exact solver ignore the setting",
           "[token_weights][reference][bf16]") {
   if (!resrl::cpu::bf16_gemm_supported()) WARN("this CPU has no AVX512-BF16: bf16 requests run full precision");
   check_against_reference<float>(resrl::subspace_solver::randomized, 25, 7, resrl::gemm_precision::bf16);

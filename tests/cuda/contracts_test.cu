@@ -44,7 +44,7 @@ resrl::token_weight_params small_params() {
 
 }  // namespace
 
-TEST_CASE("workspace: the query sizes the call; an undersized workspace is rejected before any launch",
+TEST_CASE("workspace: the query sizes the call, an undersized workspace is rejected before any launch",
           "[cuda][contract][workspace]") {
   const gpu g;
   const small_case s(1);
@@ -159,7 +159,7 @@ TEST_CASE("graph capture of the oversampled randomized solver (Jacobi rotation, 
   CHECK(direct.download().weights == replayed.download().weights);
 }
 
-TEST_CASE("errors: a NaN in a read hidden state throws non_finite_input naming it; its group keeps weight 1",
+TEST_CASE("errors: a NaN in a read hidden state throws non_finite_input naming it, its group keeps weight 1",
           "[cuda][contract][errors]") {
   const gpu g;
   small_case s(4);
@@ -238,7 +238,7 @@ TEST_CASE("errors: with several NaN hidden states the GPU names the token the CP
   }
 }
 
-TEST_CASE("errors: a NaN score throws non_finite_input naming the sample; NaN where masked is ignored",
+TEST_CASE("errors: a NaN score throws non_finite_input naming the sample, NaN where masked is ignored",
           "[cuda][contract][errors]") {
   const gpu g;
   small_case s(5);

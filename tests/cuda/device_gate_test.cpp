@@ -6,7 +6,7 @@
 using cuda_test::decide_gate;
 using cuda_test::gate;
 
-TEST_CASE("device gate: skip only without a device; a broken driver fails", "[cuda][gate]") {
+TEST_CASE("device gate: skip only without a device, and a broken driver fails", "[cuda][gate]") {
   const int runtime = 13000;
   CHECK(decide_gate(cudaSuccess, 1, 13000, runtime, false).what == gate::run);
   CHECK(decide_gate(cudaSuccess, 1, 13000, runtime, true).what == gate::run);

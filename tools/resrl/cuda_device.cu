@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "resrl/cuda/device_query.hpp"
 #include "resrl/token_weights.cuh"
 
 namespace resrl::cli {
@@ -108,13 +109,14 @@ std::vector<double> run(const cuda_token_weight_job& job) {
 
 }  // namespace
 
-bool cuda_device_available() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    (void)cudaGetLastError();  // no driver or no device: not an error of ours
-    return false;
+std::string cuda_device_problem() {
+  const cuda::device_report s = cuda::query_devices();
+  switch (s.state) {
+    case cuda::device_state::available: return {};
+    case cuda::device_state::absent: return "no CUDA device available: " + s.why;
+    case cuda::device_state::unusable: break;
   }
-  return count > 0;
+  return "a CUDA device is present but unusable: " + s.why;
 }
 
 std::vector<double> run_token_weights_cuda(const cuda_token_weight_job& job) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "resrl/types/token_weights.hpp"
@@ -27,8 +28,10 @@ struct cuda_token_weight_job {
   int repeat = 1;
 };
 
-/// True when the CUDA runtime sees at least one device.
-bool cuda_device_available();
+/// Empty when the CUDA runtime sees a device; otherwise why not, in one
+/// line that tells "no device" from a device the runtime cannot use (a
+/// driver older than the runtime).
+std::string cuda_device_problem();
 
 /// Copies the inputs to the device once, runs token_weights_async `repeat`
 /// times on one workspace and group plan, copies the outputs back; returns

@@ -96,7 +96,8 @@ device parse_device(const parsed_args& args) {
   if (where == device::cuda)
     throw usage_error("this build of resrl has no CUDA backend (configure with -DRESRL_ENABLE_CUDA=ON)");
 #else
-  if (where == device::cuda && !cuda_device_available()) throw usage_error("no CUDA device available");
+  if (where == device::cuda)
+    if (const std::string problem = cuda_device_problem(); !problem.empty()) throw usage_error(problem);
 #endif
   return where;
 }
