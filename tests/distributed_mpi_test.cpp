@@ -179,6 +179,11 @@ void check_against_one_process(mpi_world& world, const resrl::token_weight_param
     full.gemm = resrl::gemm_precision::full;
     ref = fixture::run(in, full);
   }
+  if (p.max_positive_tokens < 4096) {  // the case must subsample somewhere
+    bool subsampled = false;
+    for (const auto& d : ref.groups) subsampled = subsampled || d.positive_tokens_used < d.positive_tokens;
+    CHECK(subsampled);
+  }
   const auto c = cuts(world.size());
   const slice<Hidden, Mask> s(g, c[static_cast<std::size_t>(world.rank())], c[static_cast<std::size_t>(world.rank()) + 1],
                               world.rank());

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "resrl/cpu/distributed/token_rows.hpp"
 #include "resrl/token_weights.hpp"
 #include "token_weights_fixture.hpp"
 
@@ -252,4 +253,36 @@ TEST_CASE("distributed token weights: errors on one process raise on every proce
     all_contain(errors, "outputs.diagnostics holds 1 entries but the batch has 2 groups",
                 "process 1 of 3 could not start the call", 1);
   }
+}
+
+TEST_CASE("spread token rows: the summed Gram matrix and the Householder fallback equal one process's") {
+  // A 50 x 4 factor of rank 2 (Cholesky QR would fail on it), its rows
+  // spread 0 / 17 / 33 over three processes.
+  using matrix = resrl::cpu::detail::small_matrix<double>;
+  const index_t m = 50, q = 4;
+  matrix Y = matrix::Zero(m, q);
+  for (index_t i = 0; i < m; ++i) {
+    const double a = std::sin(0.3 * static_cast<double>(i)), b = std::cos(0.7 * static_cast<double>(i));
+    Y.row(i) << a, b, a + b, a - 2 * b;
+  }
+  matrix expected = Y;
+  resrl::cpu::detail::col_major_map<double> expected_map(expected.data(), m, q);
+  resrl::cpu::detail::householder_orthonormalize(expected_map);
+  const index_t rows[3] = {0, 17, 33};
+  matrix gathered(m, q);
+  std::vector<matrix> grams(3);
+  const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+    const index_t row0 = r == 0 ? 0 : (r == 1 ? 0 : 17), n = rows[r];
+    matrix mine = Y.middleRows(row0, n);
+    resrl::cpu::detail::col_major_map<double> map(mine.data(), n, q);
+    std::vector<double> gram_scratch(static_cast<std::size_t>(resrl::cpu::detail::gram_scratch_size(n, q)) + 1);
+    resrl::cpu::detail::spread_rows spread{comm, m, row0, rows};
+    grams[static_cast<std::size_t>(r)] = spread.gram(1, map, gram_scratch.data());
+    spread.householder(map);
+    gathered.middleRows(row0, n) = mine;
+  });
+  for (const auto& e : errors) REQUIRE(e.empty());
+  const matrix full_gram = Y.transpose() * Y;
+  for (const auto& g : grams) CHECK((g - full_gram).norm() <= 1e-12 * full_gram.norm());
+  CHECK(gathered == expected);  // the same QR on the same gathered matrix: bit for bit
 }
