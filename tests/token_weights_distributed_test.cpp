@@ -4,7 +4,9 @@
 // batch. (tests/distributed_mpi_test.cpp runs the same calls under mpirun.)
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <condition_variable>
+#include <random>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -285,4 +287,41 @@ TEST_CASE("spread token rows: the summed Gram matrix and the Householder fallbac
   const matrix full_gram = Y.transpose() * Y;
   for (const auto& g : grams) CHECK((g - full_gram).norm() <= 1e-12 * full_gram.norm());
   CHECK(gathered == expected);  // the same QR on the same gathered matrix: bit for bit
+}
+
+TEST_CASE("distributed token weights: random cuts, process counts and settings equal one process") {
+  std::mt19937_64 rng(2026);
+  for (int trial = 0; trial < 12; ++trial) {
+    const auto b = fixture::small_batch(100 + static_cast<std::uint64_t>(trial), 5, 14, 20, 3);
+    const auto hidden = fixture::make_hidden<float>(b, {});
+    const int P = 2 + static_cast<int>(rng() % 4);
+    std::vector<index_t> cuts = {0, b.B};
+    for (int r = 1; r < P; ++r) cuts.push_back(static_cast<index_t>(rng() % static_cast<std::uint64_t>(b.B + 1)));
+    std::sort(cuts.begin(), cuts.end());
+    auto p = fixture::small_params(3);
+    p.solver = trial % 2 ? resrl::subspace_solver::randomized : resrl::subspace_solver::exact;
+    p.max_positive_tokens = std::vector<index_t>{6, 15, 4096}[static_cast<std::size_t>(trial % 3)];
+    p.oversampling = p.solver == resrl::subspace_solver::randomized ? static_cast<index_t>(rng() % 3) : 0;
+    p.power_iterations = 1 + static_cast<int>(rng() % 4);
+    p.seed = rng();
+    INFO("trial " << trial << ", " << P << " processes, solver " << resrl::to_string(p.solver) << ", max positive "
+                  << p.max_positive_tokens << ", oversampling " << p.oversampling);
+    const auto ref = fixture::run(fixture::inputs(b, hidden.view), p, 1);
+    const auto spread = run_spread(b, cuts, p);
+    const double tol = p.solver == resrl::subspace_solver::exact ? 1e-5 : 1e-4;
+    check_close(spread.weights, ref.weights, tol);
+    check_close(spread.distances, ref.distances, tol);
+    for (const auto& groups : spread.groups)
+      for (const auto& d : groups) {
+        const auto& r = *std::find_if(ref.groups.begin(), ref.groups.end(),
+                                      [&](const resrl::group_diagnostics& x) { return x.group_id == d.group_id; });
+        CHECK(d.positive_tokens_used == r.positive_tokens_used);
+        CHECK(d.rank == r.rank);
+        CHECK(d.skipped == r.skipped);
+        if (std::isnan(r.distance_mean))  // skipped
+          CHECK(std::isnan(d.distance_mean));
+        else
+          CHECK(std::abs(d.distance_mean - r.distance_mean) <= tol * std::max(1.0f, std::abs(r.distance_mean)));
+      }
+  }
 }
