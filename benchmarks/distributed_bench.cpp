@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--solver"))
-      p.solver = std::string(argv[i + 1]) == "exact" ? resrl::subspace_solver::exact : resrl::subspace_solver::randomized;
+      p.solver =
+          std::string(argv[i + 1]) == "exact" ? resrl::subspace_solver::exact : resrl::subspace_solver::randomized;
   }
   const auto raw = paper_batch();
   const index_t T = raw.T, H = raw.H;
@@ -137,10 +138,11 @@ int main(int argc, char** argv) {
   MPI_Allreduce(MPI_IN_PLACE, &diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   std::sort(times.begin(), times.end());
   if (me == 0)
-    std::printf("np %d threads/process %d solver %s: median %.1f ms, slowest %.1f ms, per process and call: "
-                "%zu collectives, %.1f KiB into sums, %.1f KiB gathered from others; max |w - w_single| %.2e\n",
-                P, threads, resrl::to_string(p.solver), times[times.size() / 2], times.back(), comm.collectives,
-                comm.sum_bytes / 1024.0, comm.gather_bytes / 1024.0, diff);
+    std::printf(
+        "np %d threads/process %d solver %s: median %.1f ms, slowest %.1f ms, per process and call: "
+        "%zu collectives, %.1f KiB into sums, %.1f KiB gathered from others; max |w - w_single| %.2e\n",
+        P, threads, resrl::to_string(p.solver), times[times.size() / 2], times.back(), comm.collectives,
+        comm.sum_bytes / 1024.0, comm.gather_bytes / 1024.0, diff);
   MPI_Finalize();
   return 0;
 }

@@ -10,10 +10,9 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
-#include <vector>
-
 #include <resrl/mpi/communicator.hpp>
 #include <resrl/resrl.hpp>
+#include <vector>
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -42,8 +41,7 @@ int main(int argc, char** argv) {
   std::vector<float> weights(std::max<resrl::index_t>(n * T, 1));
   std::vector<resrl::group_diagnostics> groups(3);  // a share of 8 samples touches at most 2 groups
   std::vector<std::byte> workspace(resrl::token_weights_workspace_size(exec, comm, in, params));  // collective
-  resrl::token_weights(exec, comm, in, params,
-                       {resrl::make_matrix_view(weights.data(), n, T), {}, groups.data(), 3},
+  resrl::token_weights(exec, comm, in, params, {resrl::make_matrix_view(weights.data(), n, T), {}, groups.data(), 3},
                        {workspace.data(), workspace.size()});
 
   // The same weights as one process holding the whole batch?

@@ -5,10 +5,9 @@
 // picks its own mask type, and compares what the distributed call returns
 // with the single-process call on the whole batch.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
-
 #include <mpi.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -53,9 +52,12 @@ const global_batch& batch() {
 /// Cuts of the global batch into `size` slices: [cut[r], cut[r + 1]).
 std::vector<index_t> cuts(int size) {
   switch (size) {
-    case 2: return {0, 3, 20};
-    case 3: return {0, 4, 4, 20};      // process 1 holds nothing
-    case 4: return {0, 2, 9, 9, 20};  // process 2 holds nothing
+    case 2:
+      return {0, 3, 20};
+    case 3:
+      return {0, 4, 4, 20};  // process 1 holds nothing
+    case 4:
+      return {0, 2, 9, 9, 20};  // process 2 holds nothing
     default: {
       std::vector<index_t> c(static_cast<std::size_t>(size) + 1);
       for (int r = 0; r <= size; ++r) c[static_cast<std::size_t>(r)] = 20 * r / size;
@@ -90,8 +92,7 @@ struct slice {
       for (index_t t = 0; t < g.T; ++t) {
         if (g.mask[(begin + b) * g.T + t] == 0.0f) continue;
         mask[b * T + t] = Mask(1);
-        for (index_t h = 0; h < H; ++h)
-          hidden[(b * T + t) * H + h] = Hidden(g.hidden[((begin + b) * g.T + t) * H + h]);
+        for (index_t h = 0; h < H; ++h) hidden[(b * T + t) * H + h] = Hidden(g.hidden[((begin + b) * g.T + t) * H + h]);
       }
     }
   }
@@ -185,8 +186,8 @@ void check_against_one_process(mpi_world& world, const resrl::token_weight_param
     CHECK(subsampled);
   }
   const auto c = cuts(world.size());
-  const slice<Hidden, Mask> s(g, c[static_cast<std::size_t>(world.rank())], c[static_cast<std::size_t>(world.rank()) + 1],
-                              world.rank());
+  const slice<Hidden, Mask> s(g, c[static_cast<std::size_t>(world.rank())],
+                              c[static_cast<std::size_t>(world.rank()) + 1], world.rank());
   const auto in = s.inputs(by_rollout);
   std::vector<std::int64_t> local_ids = s.ids;
   if (by_rollout)
@@ -200,8 +201,8 @@ void check_against_one_process(mpi_world& world, const resrl::token_weight_param
   local.distances.assign(static_cast<std::size_t>(s.B * s.T), -7.0f);
   local.groups.resize(distinct.size());
   const resrl::token_weight_outputs out{resrl::make_matrix_view(local.weights.data(), s.B, s.T),
-                                        resrl::make_matrix_view(local.distances.data(), s.B, s.T),
-                                        local.groups.data(), static_cast<index_t>(local.groups.size())};
+                                        resrl::make_matrix_view(local.distances.data(), s.B, s.T), local.groups.data(),
+                                        static_cast<index_t>(local.groups.size())};
   const resrl::host_executor exec{1 + world.rank() % 2};  // thread counts may differ too
   std::vector<std::byte> ws;
   if (own_workspace) ws.resize(resrl::token_weights_workspace_size(exec, world.comm, in, p));

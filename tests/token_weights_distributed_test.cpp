@@ -2,13 +2,12 @@
 // as P processes over an in-process communicator, each on a slice of the
 // same global batch, compared with the single-process call on the whole
 // batch. (tests/distributed_mpi_test.cpp runs the same calls under mpirun.)
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <condition_variable>
-#include <random>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
 

@@ -7,10 +7,9 @@
 // communicator.
 #pragma once
 
-#include <cstdint>
-
 #include <Eigen/Householder>
 #include <Eigen/QR>
+#include <cstdint>
 
 #include "resrl/cpu/blocked_gemm.hpp"
 #include "resrl/cpu/gaussian_sketch.hpp"

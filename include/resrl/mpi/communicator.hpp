@@ -7,11 +7,11 @@
 //   resrl::token_weights(resrl::host_executor{}, comm, in, params, out);
 #pragma once
 
+#include <mpi.h>
+
 #include <climits>
 #include <cstddef>
 #include <vector>
-
-#include <mpi.h>
 
 #include "resrl/base/communicator.hpp"
 #include "resrl/base/error.hpp"
@@ -73,7 +73,8 @@ class mpi_communicator final : public communicator {
     char text[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(code, text, &length);
-    ::resrl::detail::raise<error>("mpi_communicator: ", call, " failed: ", std::string(text, static_cast<std::size_t>(length)));
+    ::resrl::detail::raise<error>("mpi_communicator: ", call,
+                                  " failed: ", std::string(text, static_cast<std::size_t>(length)));
   }
 
   MPI_Comm comm_;

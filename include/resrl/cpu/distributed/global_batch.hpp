@@ -51,9 +51,7 @@ inline double params_digest(const token_weight_params& p) {
 
 /// The grouping of one process as a number: -1 ids, n > 0 rollout_n, 0 none
 /// (an empty batch that gives neither).
-inline double grouping_mode(const grouping& g) {
-  return g.ids.present() ? -1.0 : static_cast<double>(g.rollout_n);
-}
+inline double grouping_mode(const grouping& g) { return g.ids.present() ? -1.0 : static_cast<double>(g.rollout_n); }
 
 /// Local grouping rules of a distributed call: ids of length B, or
 /// rollout_n >= 1 applied to global sample indices (B need not be a
@@ -76,17 +74,17 @@ struct sample_record {
 
 struct global_batch {
   int size = 1, rank = 0;
-  index_t features = 0;               // H (0 when no process holds a token)
-  std::vector<index_t> offsets;       // size + 1: process r holds samples [offsets[r], offsets[r + 1])
-  std::vector<std::int64_t> ids;      // per global sample
+  index_t features = 0;           // H (0 when no process holds a token)
+  std::vector<index_t> offsets;   // size + 1: process r holds samples [offsets[r], offsets[r + 1])
+  std::vector<std::int64_t> ids;  // per global sample
   std::vector<std::uint8_t> positive;
   std::vector<std::int64_t> valid_tokens;
   std::vector<std::byte> layout_storage;
-  ::resrl::detail::group_layout layout;  // groups of the global batch, members are global sample indices
+  ::resrl::detail::group_layout layout;               // groups of the global batch, members are global sample indices
   std::vector<::resrl::detail::group_counts> counts;  // per group, over every process
-  std::vector<std::int64_t> positive_tokens;  // group x process: valid positive tokens process r holds
-  std::vector<std::int64_t> negative_tokens;  // group x process
-  std::vector<index_t> local_slot;            // per group: its diagnostics entry here (-1: none of it here)
+  std::vector<std::int64_t> positive_tokens;          // group x process: valid positive tokens process r holds
+  std::vector<std::int64_t> negative_tokens;          // group x process
+  std::vector<index_t> local_slot;                    // per group: its diagnostics entry here (-1: none of it here)
   index_t local_groups = 0;
 
   index_t first() const { return offsets[static_cast<std::size_t>(rank)]; }
@@ -157,8 +155,8 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
     gb.offsets[static_cast<std::size_t>(r) + 1] = gb.offsets[static_cast<std::size_t>(r)] + batch_r;
     if (h != 0 && reference < 0) reference = r;
     if (h != 0 && h != gb.features && reference != r)
-      ::resrl::detail::raise("hidden: process ", r, " has H = ", h, " features but process ", reference, " has H = ",
-                             gb.features, " (every process must hold hidden states of the same size)");
+      ::resrl::detail::raise("hidden: process ", r, " has H = ", h, " features but process ", reference,
+                             " has H = ", gb.features, " (every process must hold hidden states of the same size)");
     if (reference == r) gb.features = h;
     RESRL_EXPECTS(hello[slot(f_params, r)] == hello[slot(f_params, 0)], "token_weight_params: process ", r,
                   " passed other settings than process 0 (every process must pass the same ones)");
@@ -172,9 +170,9 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
       mode = m;
       mode_rank = r;
     }
-    RESRL_EXPECTS(m == mode, "grouping: process ", r, " gives ", m < 0 ? "group ids" : "rollout_n = ",
-                  m < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(m)), " but process ", mode_rank,
-                  " gives ", mode < 0 ? "group ids" : "rollout_n = ",
+    RESRL_EXPECTS(m == mode, "grouping: process ", r, " gives ",
+                  m < 0 ? "group ids" : "rollout_n = ", m < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(m)),
+                  " but process ", mode_rank, " gives ", mode < 0 ? "group ids" : "rollout_n = ",
                   mode < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(mode)),
                   " (every process must group the same way)");
   }
@@ -193,9 +191,9 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
   std::vector<sample_record> all(static_cast<std::size_t>(total));
   std::vector<std::size_t> bytes(static_cast<std::size_t>(P));
   for (int r = 0; r < P; ++r)
-    bytes[static_cast<std::size_t>(r)] =
-        static_cast<std::size_t>(gb.offsets[static_cast<std::size_t>(r) + 1] - gb.offsets[static_cast<std::size_t>(r)]) *
-        sizeof(sample_record);
+    bytes[static_cast<std::size_t>(r)] = static_cast<std::size_t>(gb.offsets[static_cast<std::size_t>(r) + 1] -
+                                                                  gb.offsets[static_cast<std::size_t>(r)]) *
+                                         sizeof(sample_record);
   comm.gather(mine.data(), mine.size() * sizeof(sample_record), all.data(), bytes.data());
 
   gb.ids.resize(all.size());

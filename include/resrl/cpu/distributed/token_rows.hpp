@@ -17,8 +17,8 @@ namespace resrl::cpu::detail {
 
 struct spread_rows {
   communicator& comm;
-  index_t global_rows = 0;       // M
-  index_t row0 = 0;              // this process's first row
+  index_t global_rows = 0;                    // M
+  index_t row0 = 0;                           // this process's first row
   const index_t* rows_per_process = nullptr;  // comm.size() entries
 
   index_t local_rows() const { return rows_per_process[comm.rank()]; }
@@ -33,8 +33,8 @@ struct spread_rows {
   }
   template <class C>
   small_matrix<C> gram(int threads, const col_major_map<C>& Y, C* scratch) const {
-    small_matrix<C> G = Y.rows() > 0 ? ::resrl::cpu::detail::gram(threads, Y, scratch)
-                                     : small_matrix<C>::Zero(Y.cols(), Y.cols());
+    small_matrix<C> G =
+        Y.rows() > 0 ? ::resrl::cpu::detail::gram(threads, Y, scratch) : small_matrix<C>::Zero(Y.cols(), Y.cols());
     comm.sum(G.data(), static_cast<std::size_t>(G.size()));
     return G;
   }

@@ -30,12 +30,12 @@ namespace detail {
 
 template <class C>
 struct spread_plan {
-  token_weight_plan<C> local;             // this process's rows, as the single-process call holds them
-  token_entry* candidates = nullptr;      // gathered subsampling candidates
-  float* distances_sent = nullptr;        // local negative distances + a failure flag
-  float* distances_all = nullptr;         // the group's gathered distances (+ one flag per process)
-  float* quantile_scratch = nullptr;      // reordered copy of the group's distances
-  double* mean_sums = nullptr;            // H column sums + one failure flag per process
+  token_weight_plan<C> local;         // this process's rows, as the single-process call holds them
+  token_entry* candidates = nullptr;  // gathered subsampling candidates
+  float* distances_sent = nullptr;    // local negative distances + a failure flag
+  float* distances_all = nullptr;     // the group's gathered distances (+ one flag per process)
+  float* quantile_scratch = nullptr;  // reordered copy of the group's distances
+  double* mean_sums = nullptr;        // H column sums + one failure flag per process
 };
 
 /// The hidden view with H set where this process holds no token (it still
@@ -120,7 +120,8 @@ void spread_subsample(communicator& comm, const global_batch& gb, index_t g, ind
   token_entry* mine = plan.local.positive_tokens;
   const index_t first = gb.first();
   for (index_t i = 0; i < local_count; ++i) {
-    const auto s = static_cast<std::uint64_t>(first + mine[i].token / T), t = static_cast<std::uint64_t>(mine[i].token % T);
+    const auto s = static_cast<std::uint64_t>(first + mine[i].token / T),
+               t = static_cast<std::uint64_t>(mine[i].token % T);
     mine[i] = {random_bits(seed, random_stream::positive_subsample, s, t), static_cast<index_t>((s << 32) | t)};
   }
   // (key, sample, token): the order of the single-process call's (key, b T + t).
@@ -218,7 +219,8 @@ void weigh_spread_group(communicator& comm, int threads, const tensor3_view<cons
             plan.distances_sent);
   plan.distances_sent[n_local] = static_cast<float>(failure.flag());
   std::vector<std::size_t> bytes(static_cast<std::size_t>(P));
-  for (int r = 0; r < P; ++r) bytes[static_cast<std::size_t>(r)] = static_cast<std::size_t>(gb.negative_on(g, r) + 1) * sizeof(float);
+  for (int r = 0; r < P; ++r)
+    bytes[static_cast<std::size_t>(r)] = static_cast<std::size_t>(gb.negative_on(g, r) + 1) * sizeof(float);
   comm.gather(plan.distances_sent, static_cast<std::size_t>(n_local + 1) * sizeof(float), plan.distances_all,
               bytes.data());
   std::vector<double> flags(static_cast<std::size_t>(P));
