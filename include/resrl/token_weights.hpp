@@ -75,7 +75,8 @@ std::size_t token_weights_workspace_size(const host_executor& exec, communicator
 /// to 1e-5 with the exact solver and 1e-4 with the randomized one at the
 /// same seed (the GEMMs run in full precision whatever params.gemm says).
 /// Diagnostics: one entry per group present in this process's batch, in its
-/// order of first appearance (capacity: count_groups of the local batch),
+/// order of first appearance (capacity: count_groups of the local batch with
+/// ids; with rollout_n, at most ceil(B / rollout_n) + 1),
 /// carrying the whole group's values. comm.size() == 1 runs the
 /// single-process call; a communicator whose buffers live on the device
 /// raises invalid_argument. An input error on any process raises on every
