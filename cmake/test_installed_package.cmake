@@ -1,7 +1,8 @@
 # Installs this build into a scratch prefix, configures examples/consumer
 # against it with find_package(ResRL), builds it and runs it (header-only
-# and compiled mode).
-# Arguments: -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=...
+# and compiled mode), and, when the package has component "mpi", the
+# distributed example under MPIEXEC with 2 processes.
+# Arguments: -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... [-DMPIEXEC=...]
 file(REMOVE_RECURSE ${WORK_DIR})
 foreach(step
     "${CMAKE_COMMAND};--install;${BUILD_DIR};--prefix;${WORK_DIR}/prefix"
@@ -14,3 +15,10 @@ foreach(step
     message(FATAL_ERROR "installed-package check failed at: ${step}")
   endif()
 endforeach()
+if(EXISTS ${WORK_DIR}/build/distributed_step AND MPIEXEC)
+  execute_process(COMMAND ${MPIEXEC} -np 2 --oversubscribe --allow-run-as-root ${WORK_DIR}/build/distributed_step
+                  RESULT_VARIABLE status)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "installed-package check failed at: the distributed example under ${MPIEXEC}")
+  endif()
+endif()

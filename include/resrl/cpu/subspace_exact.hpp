@@ -24,6 +24,12 @@
 
 namespace resrl::cpu::detail {
 
+/// V from G = P^T P (H x H, lower triangle): its top-k eigenvectors.
+template <class C>
+void exact_subspace_from_feature_gram(const Eigen::MatrixXd& G, index_t k, col_major_map<C>& V) {
+  serial([&] { V = top_eigenvectors(G, k).cast<C>(); });
+}
+
 template <class C>
 void exact_subspace(const row_major_map<C>& P, index_t k, col_major_map<C>& V) {
   serial([&] {
