@@ -17,8 +17,14 @@
 // argument), non_finite_input (NaN/Inf in a score of a valid token or in a
 // hidden state the computation reads, naming sample and token),
 // workspace_too_small. After an exception the outputs are unspecified.
+//
+// Groups spread over data-parallel processes: the overloads taking a
+// `communicator` (resrl/base/communicator.hpp; MPI adapter in
+// resrl/mpi/communicator.hpp) give every process the weights one process
+// holding the whole batch would compute (docs/distributed.md).
 #pragma once
 
+#include "resrl/base/communicator.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/core/group_layout.hpp"
 #include "resrl/cpu/backend.hpp"
@@ -46,6 +52,40 @@ void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, 
                    const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
   RESRL_REQUIRE_PRECOMPILED(token_weights, Hidden, Mask);
   cpu::token_weights(exec, in, params, out, ws);
+}
+
+/// Workspace bytes of the distributed `token_weights` on this process. A
+/// collective: every process of `comm` calls it (it gathers the batch's
+/// per-sample metadata). With comm.size() == 1 the single-process query.
+template <class Hidden, class Mask>
+std::size_t token_weights_workspace_size(const host_executor& exec, communicator& comm,
+                                         const token_weight_inputs<Hidden, Mask>& in,
+                                         const token_weight_params& params = {}) {
+  RESRL_REQUIRE_PRECOMPILED(token_weights, Hidden, Mask);
+  return cpu::token_weights_workspace_size(exec, comm, in, params);
+}
+
+/// Token weights of a batch spread over the processes of `comm`, a
+/// collective. Process r's batch is samples [offset_r, offset_r + B_r) of the
+/// global batch, every process's batch concatenated in rank order. Group ids
+/// are global; rollout_n groups consecutive global samples (the global batch
+/// must be a multiple of it). T and the mask type may differ per process, H
+/// and the settings may not. Every process gets its own samples' weights and
+/// distances as one process holding the global batch would compute them:
+/// to 1e-5 with the exact solver and 1e-4 with the randomized one at the
+/// same seed (the GEMMs run in full precision whatever params.gemm says).
+/// Diagnostics: one entry per group present in this process's batch, in its
+/// order of first appearance (capacity: count_groups of the local batch),
+/// carrying the whole group's values. comm.size() == 1 runs the
+/// single-process call; a communicator whose buffers live on the device
+/// raises invalid_argument. An input error on any process raises on every
+/// process (invalid_argument, or non_finite_input for NaN/Inf); the process
+/// that found it raises its own message.
+template <class Hidden, class Mask>
+void token_weights(const host_executor& exec, communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
+                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
+  RESRL_REQUIRE_PRECOMPILED(token_weights, Hidden, Mask);
+  cpu::token_weights(exec, comm, in, params, out, ws);
 }
 
 /// Same as token_weights: host calls complete before they return.

@@ -20,16 +20,23 @@ inline void check_scores(const sample_scores& s, index_t batch, index_t tokens) 
   if (per_token) check_matrix(s.per_token, "scores.per_token", batch, tokens);
 }
 
+/// Every input but the grouping (whose rules differ for a batch spread over
+/// processes).
 template <class Hidden, class Mask>
-void check_token_weight_inputs(const token_weight_inputs<Hidden, Mask>& in) {
+void check_token_weight_tensors(const token_weight_inputs<Hidden, Mask>& in) {
   check_tensor3(in.hidden, "hidden");
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
   RESRL_EXPECTS(in.hidden.features >= 1 || B == 0 || T == 0, "hidden: features (H) must be >= 1, got shape (", B,
                 ", ", T, ", ", in.hidden.features, ")");
   check_matrix(in.response_mask, "response_mask", B, T);
   check_scores(in.scores, B, T);
-  check_grouping(in.groups, B);
   if (in.excluded.present()) check_matrix(in.excluded, "excluded", B, T);
+}
+
+template <class Hidden, class Mask>
+void check_token_weight_inputs(const token_weight_inputs<Hidden, Mask>& in) {
+  check_token_weight_tensors(in);
+  check_grouping(in.groups, in.hidden.batch);
 }
 
 inline void check_token_weight_outputs(const token_weight_outputs& out, index_t batch, index_t tokens) {

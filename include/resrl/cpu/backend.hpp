@@ -18,6 +18,7 @@
 #else
 #include "resrl/cpu/advantages.hpp"
 #include "resrl/cpu/policy_loss.hpp"
+#include "resrl/cpu/distributed/token_weights.hpp"
 #include "resrl/cpu/token_weights.hpp"
 #define RESRL_REQUIRE_PRECOMPILED(what, T, Mask) static_assert(true)
 #endif

@@ -1,5 +1,6 @@
 // Declarations of the CPU backend's entry points. The definitions are in
-// cpu/token_weights.hpp, cpu/advantages.hpp and cpu/policy_loss.hpp; the
+// cpu/token_weights.hpp, cpu/distributed/token_weights.hpp (the overloads
+// taking a communicator), cpu/advantages.hpp and cpu/policy_loss.hpp; the
 // facades call these names, so that in compiled mode (RESRL_COMPILED, set by
 // ResRL::resrl_compiled) a translation unit sees only these declarations and
 // links the instantiations instead of compiling them (cpu/precompiled.hpp).
@@ -8,6 +9,7 @@
 
 #include <cstddef>
 
+#include "resrl/base/communicator.hpp"
 #include "resrl/base/executor.hpp"
 #include "resrl/cpu/features.hpp"
 #include "resrl/types/advantages.hpp"
@@ -22,6 +24,15 @@ std::size_t token_weights_workspace_size(const host_executor& exec, const token_
 
 template <class Hidden, class Mask>
 void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, Mask>& in,
+                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws);
+
+template <class Hidden, class Mask>
+std::size_t token_weights_workspace_size(const host_executor& exec, communicator& comm,
+                                         const token_weight_inputs<Hidden, Mask>& in,
+                                         const token_weight_params& params);
+
+template <class Hidden, class Mask>
+void token_weights(const host_executor& exec, communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
                    const token_weight_params& params, const token_weight_outputs& out, workspace_view ws);
 
 template <class Mask>

@@ -116,6 +116,17 @@ inline void normal_pairs(bool vector, std::uint64_t key, std::uint64_t p0, float
   }
 }
 
+/// Draws [e0, e1) of the sequence of `key` into out[0, e1 - e0), sixteen
+/// at a time from the even draw at or before e0.
+template <class C>
+void fill_draws(bool vector, std::uint64_t key, index_t e0, index_t e1, C* out) {
+  alignas(32) float z[16];
+  for (index_t e = e0 - e0 % 2; e < e1; e += 16) {
+    normal_pairs(vector, key, static_cast<std::uint64_t>(e / 2), z);
+    for (index_t i = std::max(e, e0); i < std::min(e1, e + 16); ++i) out[i - e0] = static_cast<C>(z[i - e]);
+  }
+}
+
 /// Omega (m x q, column-major): Omega(i, j) = draw j m + i of the sequence
 /// of `key`, i.e. the draws in storage order (writing them in any other
 /// order would touch a page per element).
@@ -125,12 +136,22 @@ void fill_gaussian_sketch(int threads, std::uint64_t key, index_t m, index_t q, 
   constexpr index_t chunk = 16384;  // draws per chunk: even, a multiple of 16
   const index_t total = m * q;
   parallel_chunks(threads, chunk_count(total, chunk), [&](index_t c, int) {
-    const index_t e1 = std::min(total, (c + 1) * chunk);
-    alignas(32) float z[16];
-    for (index_t e0 = c * chunk; e0 < e1; e0 += 16) {
-      normal_pairs(vector, key, static_cast<std::uint64_t>(e0 / 2), z);
-      for (index_t e = e0; e < std::min(e1, e0 + 16); ++e) omega[e] = static_cast<C>(z[e - e0]);
-    }
+    const index_t e0 = c * chunk;
+    fill_draws(vector, key, e0, std::min(total, e0 + chunk), omega + e0);
+  });
+}
+
+/// Rows [row0, row0 + rows) of the m x q Omega of `key`, as a rows x q
+/// column-major block: what a process holding those rows of P needs.
+template <class C>
+void fill_gaussian_sketch_rows(int threads, std::uint64_t key, index_t m, index_t q, index_t row0, index_t rows,
+                               C* block) {
+  const bool vector = vector_sketch_supported();
+  constexpr index_t chunk = 16384;
+  const index_t per_column = chunk_count(rows, chunk);
+  parallel_chunks(threads, per_column * q, [&](index_t c, int) {
+    const index_t j = c / per_column, r0 = (c % per_column) * chunk, r1 = std::min(rows, r0 + chunk);
+    fill_draws(vector, key, j * m + row0 + r0, j * m + row0 + r1, block + j * rows + r0);
   });
 }
 

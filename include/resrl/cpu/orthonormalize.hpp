@@ -2,7 +2,9 @@
 // run twice (CholQR2) costs two Gram GEMMs and two triangular solves, all
 // parallel, and is orthonormal to working precision while cond(Y) is below
 // about eps^-1/2; when a Cholesky factor is (near) singular it falls back to
-// Householder QR, which is always stable.
+// Householder QR, which is always stable. The Gram matrix and the fallback
+// come from a row policy (token_rows.hpp), so that the same steps serve a
+// matrix whose rows are spread over processes.
 #pragma once
 
 #include <cmath>
@@ -12,23 +14,15 @@
 #include <Eigen/QR>
 
 #include "resrl/cpu/blocked_gemm.hpp"
+#include "resrl/cpu/token_rows.hpp"
 
 namespace resrl::cpu::detail {
 
-template <class C>
-void householder_orthonormalize(col_major_map<C>& Y) {
-  serial([&] {
-    const small_matrix<C> Q =
-        Eigen::HouseholderQR<small_matrix<C>>(Y).householderQ() * small_matrix<C>::Identity(Y.rows(), Y.cols());
-    Y = Q;
-  });
-}
-
 /// One Cholesky-QR step; false (Y untouched) when the Gram matrix is too
 /// ill-conditioned for it.
-template <class C>
-bool cholesky_qr_step(int threads, col_major_map<C>& Y, C* gram_scratch) {
-  const small_matrix<C> G = gram(threads, Y, gram_scratch);
+template <class C, class Rows>
+bool cholesky_qr_step(int threads, col_major_map<C>& Y, C* gram_scratch, Rows& rows) {
+  const small_matrix<C> G = rows.gram(threads, Y, gram_scratch);
   const Eigen::LLT<small_matrix<C>> llt(G);
   if (llt.info() != Eigen::Success) return false;
   const small_matrix<C> R = llt.matrixU();
@@ -41,10 +35,18 @@ bool cholesky_qr_step(int threads, col_major_map<C>& Y, C* gram_scratch) {
   return true;
 }
 
+/// Y's rows may be spread over processes (`rows`): the Gram matrix is then
+/// the same on every process, so every process takes the same branch.
+template <class C, class Rows>
+void orthonormalize(int threads, col_major_map<C>& Y, C* gram_scratch, Rows& rows) {
+  if (!cholesky_qr_step(threads, Y, gram_scratch, rows) || !cholesky_qr_step(threads, Y, gram_scratch, rows))
+    rows.householder(Y);
+}
+
 template <class C>
 void orthonormalize(int threads, col_major_map<C>& Y, C* gram_scratch) {
-  if (!cholesky_qr_step(threads, Y, gram_scratch) || !cholesky_qr_step(threads, Y, gram_scratch))
-    householder_orthonormalize(Y);
+  local_rows rows{Y.rows()};
+  orthonormalize(threads, Y, gram_scratch, rows);
 }
 
 }  // namespace resrl::cpu::detail

@@ -31,6 +31,12 @@
       const host_executor&, const token_weight_inputs<Hidden, Mask>&, const token_weight_params&);                \
   prefix template void token_weights<Hidden, Mask>(const host_executor&, const token_weight_inputs<Hidden, Mask>&, \
                                                    const token_weight_params&, const token_weight_outputs&,        \
+                                                   workspace_view);                                                \
+  prefix template std::size_t token_weights_workspace_size<Hidden, Mask>(                                           \
+      const host_executor&, communicator&, const token_weight_inputs<Hidden, Mask>&, const token_weight_params&);  \
+  prefix template void token_weights<Hidden, Mask>(const host_executor&, communicator&,                             \
+                                                   const token_weight_inputs<Hidden, Mask>&,                       \
+                                                   const token_weight_params&, const token_weight_outputs&,        \
                                                    workspace_view);
 
 #define RESRL_ADVANTAGES_INSTANCE(prefix, Mask)                                                                   \

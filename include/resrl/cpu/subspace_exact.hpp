@@ -22,6 +22,22 @@
 
 namespace resrl::cpu::detail {
 
+/// The top-k eigenvectors of the symmetric G (lower triangle read), largest
+/// first; numerical_error when the eigensolver fails.
+inline Eigen::MatrixXd top_eigenvectors(const Eigen::MatrixXd& G, index_t k) {
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G);  // eigenvalues ascending
+  if (eig.info() != Eigen::Success)
+    ::resrl::detail::raise<numerical_error>("exact solver: the eigensolver did not converge on the ", G.rows(), " x ",
+                                            G.cols(), " Gram matrix of the positive tokens");
+  return eig.eigenvectors().rightCols(k).rowwise().reverse();
+}
+
+/// V from G = P^T P (H x H, lower triangle): its top-k eigenvectors.
+template <class C>
+void exact_subspace_from_feature_gram(const Eigen::MatrixXd& G, index_t k, col_major_map<C>& V) {
+  serial([&] { V = top_eigenvectors(G, k).cast<C>(); });
+}
+
 template <class C>
 void exact_subspace(const row_major_map<C>& P, index_t k, col_major_map<C>& V) {
   serial([&] {
@@ -32,11 +48,7 @@ void exact_subspace(const row_major_map<C>& P, index_t k, col_major_map<C>& V) {
       G.selfadjointView<Eigen::Lower>().rankUpdate(X.transpose());  // P^T P: eigenvectors are V
     else
       G.selfadjointView<Eigen::Lower>().rankUpdate(X);  // P P^T: eigenvectors are U, V = P^T U S^-1
-    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G);  // eigenvalues ascending
-    if (eig.info() != Eigen::Success)
-      ::resrl::detail::raise<numerical_error>("exact solver: the eigensolver did not converge on the ", n, " x ", n,
-                                              " Gram matrix of the positive tokens");
-    const Eigen::MatrixXd top = eig.eigenvectors().rightCols(k).rowwise().reverse();
+    const Eigen::MatrixXd top = top_eigenvectors(G, k);
     if (h <= m) {
       V = top.cast<C>();
       return;

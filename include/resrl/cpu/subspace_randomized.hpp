@@ -5,7 +5,10 @@
 // (q = k, the reference's scheme) the answer is the span of the final basis
 // itself, so the last projection and its SVD are skipped: distances depend
 // only on the span. The solver sees P only through products P B and P^T B,
-// in full precision (dense_positives) or on bf16 operands (bf16_positives).
+// in full precision (dense_positives) or on bf16 operands (bf16_positives),
+// and sees the token side through a row policy (cpu/token_rows.hpp): with
+// P's rows spread over processes, P^T B is summed over them and the M x q
+// factors are orthonormalised with a summed Gram matrix.
 #pragma once
 
 #include <Eigen/Eigenvalues>
@@ -70,30 +73,35 @@ struct randomized_scratch {
 
 inline index_t randomized_gram_scratch(index_t max_rows, index_t q) { return gram_scratch_size(max_rows, q); }
 
-/// V (H x k) = orthonormal basis of the top-k right singular subspace of P.
-template <class C, class Positives>
-void randomized_subspace(int threads, const Positives& P, index_t k, index_t q, int power_iterations,
+/// V (H x k) = orthonormal basis of the top-k right singular subspace of P,
+/// whose rows (P.rows() of them here) are where `rows` says. The feature
+/// side (H x q) is the same everywhere and is orthonormalised locally.
+template <class C, class Positives, class Rows>
+void randomized_subspace(int threads, const Positives& P, Rows& rows, index_t k, index_t q, int power_iterations,
                          std::uint64_t seed, std::uint64_t group_key, const randomized_scratch<C>& s,
                          col_major_map<C>& V) {
   const index_t m = P.rows(), h = P.cols();
   col_major_map<C> tokens(s.tokens, m, q);
   col_major_map<C> basis(q == k ? V.data() : s.features, h, q);
+  local_rows features{h};
 
-  fill_gaussian_sketch(threads, sketch_key(seed, group_key), m, q, s.tokens);
+  rows.sketch(threads, sketch_key(seed, group_key), q, s.tokens);
   P.transposed_times(threads, tokens, basis);  // P^T Omega: sketch of the feature space
-  orthonormalize(threads, basis, s.gram);
+  rows.sum_features(basis);
+  orthonormalize(threads, basis, s.gram, features);
   for (int it = 0; it < power_iterations; ++it) {
     P.times(threads, basis, tokens);
-    orthonormalize(threads, tokens, s.gram);
+    orthonormalize(threads, tokens, s.gram, rows);
     P.transposed_times(threads, tokens, basis);
-    orthonormalize(threads, basis, s.gram);
+    rows.sum_features(basis);
+    orthonormalize(threads, basis, s.gram, features);
   }
   if (q == k) return;  // V is the basis: same span as the reference's V
 
   // W = P Q ~ U S Vh, so P's top right singular vectors are Q Vh^T. Vh comes
   // from the small Gram matrix W^T W (eigenvalues ascending: take the last k).
   P.times(threads, basis, tokens);
-  const small_matrix<C> G = gram(threads, tokens, s.gram);
+  const small_matrix<C> G = rows.gram(threads, tokens, s.gram);
   serial([&] {
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G.template cast<double>());
     const small_matrix<C> top = eig.eigenvectors().rightCols(k).rowwise().reverse().template cast<C>();

@@ -83,6 +83,10 @@ struct plan_shape {
   index_t batch = 0, tokens = 0, features = 0;
   index_t max_group = 0;  // samples in the largest group
   int threads = 1;
+  // Largest count of positive tokens a solve keeps, when it exceeds what
+  // this batch holds (the group's rows spread over processes); 0: this
+  // batch's own bound. Sizes the rank and sketch columns.
+  index_t max_solve_used = 0;
 };
 
 template <class C>
@@ -91,7 +95,8 @@ token_weight_plan<C> carve_plan(workspace_arena& arena, const plan_shape& s, con
   const auto n = [](index_t v) { return static_cast<std::size_t>(std::max<index_t>(v, 0)); };
   const index_t cap_tokens = s.max_group * s.tokens;
   const index_t max_used = std::min(p.max_positive_tokens, cap_tokens);
-  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p), max_used, s.features);
+  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p),
+                                                      std::max(max_used, s.max_solve_used), s.features);
   const index_t max_rank = largest.rank, q = largest.sketch_columns;
   plan.positive = arena.take<std::uint8_t>(n(s.batch));
   plan.valid = arena.take<std::uint8_t>(n(s.batch * s.tokens));
@@ -175,14 +180,28 @@ void prefetch_row(const T* x, index_t n) {
 #endif
 }
 
+/// mu from the column sums of the kept positive tokens, all of them in this
+/// process: raises on the first non-finite token `bad` (the sums are then
+/// meaningless), else divides by their count.
+template <class C>
+struct local_mean {
+  index_t used, features, tokens;
+  void operator()(C* sums, index_t bad) const {
+    if (bad != first_index::none) raise_non_finite_hidden(bad, tokens);
+    Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>>(sums, features) /= static_cast<C>(used);
+  }
+};
+
 /// Layer-normalises the kept positive tokens, each into the row that
 /// row_of(i, thread) points to, and writes their mean to plan.mean (spec §3
 /// steps 3-4). Column sums are taken per token chunk, each row added while
-/// it is in L1, then the chunks' sums are added in chunk order.
-template <class Hidden, class C, class RowOf>
+/// it is in L1, then the chunks' sums are added in chunk order; `mean` turns
+/// them into mu (local_mean, or a sum over processes first) and is told the
+/// first non-finite token, if any.
+template <class Hidden, class C, class RowOf, class Mean>
 void positive_mean(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens, index_t used,
-                   const token_weight_plan<C>& plan, RowOf row_of) {
-  const index_t T = hidden.tokens, H = hidden.features, chunks = chunk_count(used, tuning::token_chunk);
+                   const token_weight_plan<C>& plan, RowOf row_of, Mean&& mean) {
+  const index_t H = hidden.features, chunks = chunk_count(used, tuning::token_chunk);
   const auto hidden_row = [&](index_t i) { return token_row(hidden, tokens[i].token); };
   first_index bad;
   parallel_chunks(threads, chunks, [&](index_t c, int thread) {
@@ -201,20 +220,24 @@ void positive_mean(int threads, const tensor3_view<const Hidden>& hidden, const 
         sums += x;
     }
   });
-  if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
   Eigen::Map<Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
-  mu = Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums, H);
-  for (index_t c = 1; c < chunks; ++c) mu += Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H);
-  mu /= static_cast<C>(used);
+  if (chunks == 0) mu.setZero();  // no rows here: they are in other processes
+  if (chunks > 0 && bad.get() == first_index::none) {
+    mu = Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums, H);
+    for (index_t c = 1; c < chunks; ++c)
+      mu += Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>>(plan.column_sums + c * H, H);
+  }
+  mean(plan.mean, bad.get());
 }
 
-/// The centred layer-normed positive tokens into plan.positives.
-template <class Hidden, class C>
+/// The centred layer-normed positive tokens into plan.positives, mu from
+/// `mean` (see positive_mean).
+template <class Hidden, class C, class Mean>
 void build_centred_positives(int threads, const tensor3_view<const Hidden>& hidden, const token_entry* tokens,
-                             index_t used, const token_weight_plan<C>& plan) {
+                             index_t used, const token_weight_plan<C>& plan, Mean&& mean) {
   const index_t H = hidden.features;
   row_major_map<C> P(plan.positives, used, H);
-  positive_mean(threads, hidden, tokens, used, plan, [&](index_t i, int) { return plan.positives + i * H; });
+  positive_mean(threads, hidden, tokens, used, plan, [&](index_t i, int) { return plan.positives + i * H; }, mean);
   const Eigen::Map<const Eigen::Matrix<C, 1, Eigen::Dynamic>> mu(plan.mean, H);
   parallel_chunks(threads, chunk_count(used, tuning::gemm_row_chunk), [&](index_t c, int) {
     const index_t r0 = c * tuning::gemm_row_chunk, n = std::min(tuning::gemm_row_chunk, used - r0);
@@ -233,7 +256,8 @@ void build_bf16_positives(int threads, const tensor3_view<const Hidden>& hidden,
   const index_t H = hidden.features;
   // Per thread, one panel of 12 normalised rows (L2-sized) at a time.
   const auto panel_rows = [&](int thread) { return plan.chunk_rows + thread * bf16_panel_rows * H; };
-  positive_mean(threads, hidden, tokens, used, plan, [&](index_t, int thread) { return panel_rows(thread); });
+  positive_mean(threads, hidden, tokens, used, plan, [&](index_t, int thread) { return panel_rows(thread); },
+                local_mean<float>{used, H, hidden.tokens});
   const bf16_panels rows_operand{plan.positives_rows, used, H};
   const bf16_pairs pairs_operand{plan.positives_pairs, used, H};
   const Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>> mu(plan.mean, H);
@@ -320,17 +344,16 @@ void negative_distances(int threads, const tensor3_view<const Hidden>& hidden, i
   if (bad.get() != first_index::none) raise_non_finite_hidden(bad.get(), T);
 }
 
-/// One prompt group: fills its diagnostics and, unless it is skipped, the
-/// weights and distances of its valid negative tokens.
-template <class Hidden, class C>
-group_diagnostics process_group(int threads, const tensor3_view<const Hidden>& hidden,
-                                const token_weight_rules& rules, const token_weight_outputs& out,
-                                const token_weight_plan<C>& plan, index_t g) {
-  const index_t T = hidden.tokens, H = hidden.features;
-  const auto& layout = plan.layout;
+/// Lists the valid tokens of a group's samples `members` (indices into this
+/// batch after subtracting `first`), positive ones into
+/// plan.positive_tokens and negative ones into plan.negative_tokens, in
+/// batch order, and counts them.
+template <class C>
+::resrl::detail::group_counts collect_group_tokens(const index_t* members, index_t count, index_t first, index_t T,
+                                                   const token_weight_plan<C>& plan) {
   ::resrl::detail::group_counts counts;
-  for (index_t i = layout.offsets[g]; i < layout.offsets[g + 1]; ++i) {
-    const index_t b = layout.members[i];
+  for (index_t i = 0; i < count; ++i) {
+    const index_t b = members[i] - first;
     if (plan.positive[b]) {
       ++counts.positive_samples;
       for (index_t t = 0; t < T; ++t)
@@ -341,6 +364,47 @@ group_diagnostics process_group(int threads, const tensor3_view<const Hidden>& h
         if (plan.valid[b * T + t]) plan.negative_tokens[counts.negative_tokens++] = b * T + t;
     }
   }
+  return counts;
+}
+
+/// A group's quantile bounds lo, hi and its distance -> weight map.
+struct group_bounds {
+  double low, high;
+  ::resrl::detail::distance_to_weight to_weight;
+};
+
+/// Spec §3 steps 7-8 over `count` distances (copied to `scratch`).
+inline group_bounds bounds_of(const float* distances, index_t count, float* scratch, const token_weight_rules& rules) {
+  std::copy(distances, distances + count, scratch);
+  const double low = select_quantile(scratch, count, rules.quantile_low);
+  const double high = select_quantile(scratch, count, rules.quantile_high);
+  return {low, high, ::resrl::detail::make_distance_to_weight(low, high, rules.min_weight)};
+}
+
+/// Writes the weights (and distances) of `count` tokens b * T + t; adds
+/// them to `stats` when given.
+inline void write_weights(const token_weight_outputs& out, index_t T, const index_t* tokens, const float* distances,
+                          index_t count, const ::resrl::detail::distance_to_weight& to_weight,
+                          ::resrl::detail::weight_stats* stats = nullptr) {
+  for (index_t i = 0; i < count; ++i) {
+    const index_t token = tokens[i];
+    const float distance = distances[i];
+    const float w = to_weight(distance);
+    out.weights(token / T, token % T) = w;
+    if (out.distances.present()) out.distances(token / T, token % T) = distance;
+    if (stats) stats->add(w, distance);
+  }
+}
+
+/// One prompt group: fills its diagnostics and, unless it is skipped, the
+/// weights and distances of its valid negative tokens.
+template <class Hidden, class C>
+group_diagnostics process_group(int threads, const tensor3_view<const Hidden>& hidden,
+                                const token_weight_rules& rules, const token_weight_outputs& out,
+                                const token_weight_plan<C>& plan, index_t g) {
+  const index_t T = hidden.tokens, H = hidden.features;
+  const auto& layout = plan.layout;
+  const auto counts = collect_group_tokens(layout.members + layout.offsets[g], layout.size(g), 0, T, plan);
   const auto decision = ::resrl::detail::decide_group(counts, rules, H);
   group_diagnostics d = ::resrl::detail::describe_group(layout.ids[g], counts, decision);
   if (!decision.weighted()) return d;
@@ -350,39 +414,31 @@ group_diagnostics process_group(int threads, const tensor3_view<const Hidden>& h
 
   col_major_map<C> V(plan.basis, H, k);
   const auto group_key = static_cast<std::uint64_t>(d.group_id);
+  local_rows rows{used};
   if constexpr (std::is_same_v<C, float>) {
     if (plan.bf16) {
       build_bf16_positives(threads, hidden, plan.positive_tokens, used, plan);
       const bf16_positives P{{plan.positives_rows, used, H}, {plan.positives_pairs, used, H}, plan.packed_thin};
-      randomized_subspace<float>(threads, P, k, q, rules.power_iterations, rules.seed, group_key, plan.sketch, V);
+      randomized_subspace<float>(threads, P, rows, k, q, rules.power_iterations, rules.seed, group_key, plan.sketch,
+                                 V);
       d.bf16_gemms = 1;
     }
   }
   if (!plan.bf16) {
-    build_centred_positives(threads, hidden, plan.positive_tokens, used, plan);
+    build_centred_positives(threads, hidden, plan.positive_tokens, used, plan, local_mean<C>{used, H, T});
     const row_major_map<C> P(plan.positives, used, H);
     if (rules.solver == subspace_solver::exact)
       exact_subspace(P, k, V);
     else
-      randomized_subspace<C>(threads, dense_positives<C>{P}, k, q, rules.power_iterations, rules.seed, group_key,
-                             plan.sketch, V);
+      randomized_subspace<C>(threads, dense_positives<C>{P}, rows, k, q, rules.power_iterations, rules.seed,
+                             group_key, plan.sketch, V);
   }
   negative_distances(threads, hidden, negative_count, k, plan);
 
-  std::copy(plan.negative_distances, plan.negative_distances + negative_count, plan.quantile_scratch);
-  const double low = select_quantile(plan.quantile_scratch, negative_count, rules.quantile_low);
-  const double high = select_quantile(plan.quantile_scratch, negative_count, rules.quantile_high);
-  const auto to_weight = ::resrl::detail::make_distance_to_weight(low, high, rules.min_weight);
+  const auto bounds = bounds_of(plan.negative_distances, negative_count, plan.quantile_scratch, rules);
   ::resrl::detail::weight_stats stats;
-  for (index_t i = 0; i < negative_count; ++i) {
-    const index_t token = plan.negative_tokens[i];
-    const float distance = plan.negative_distances[i];
-    const float w = to_weight(distance);
-    out.weights(token / T, token % T) = w;
-    if (out.distances.present()) out.distances(token / T, token % T) = distance;
-    stats.add(w, distance);
-  }
-  ::resrl::detail::describe_weights(d, low, high, to_weight, stats, negative_count);
+  write_weights(out, T, plan.negative_tokens, plan.negative_distances, negative_count, bounds.to_weight, &stats);
+  ::resrl::detail::describe_weights(d, bounds.low, bounds.high, bounds.to_weight, stats, negative_count);
   return d;
 }
 
@@ -395,6 +451,22 @@ void weigh_groups(int threads, const tensor3_view<const Hidden>& hidden, const t
     const group_diagnostics d = process_group(threads, hidden, rules, out, plan, g);
     if (out.diagnostics) out.diagnostics[g] = d;
   }
+}
+
+/// Weights 1 and distances NaN everywhere, then the sample signs and the
+/// valid-token mask of the batch into the plan.
+template <class Hidden, class Mask, class C>
+void start_outputs(const token_weight_inputs<Hidden, Mask>& in, const token_weight_outputs& out,
+                   const token_weight_plan<C>& plan) {
+  const index_t B = in.hidden.batch, T = in.hidden.tokens;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) {
+      out.weights(b, t) = 1.0f;
+      if (out.distances.present()) out.distances(b, t) = std::numeric_limits<float>::quiet_NaN();
+    }
+  classify_samples(in.scores, in.response_mask, plan.positive);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) plan.valid[b * T + t] = is_valid_token(in.response_mask, in.excluded, b, t) ? 1 : 0;
 }
 
 template <class Hidden, class Mask>
@@ -438,15 +510,7 @@ void token_weights(const host_executor& exec, const token_weight_inputs<Hidden, 
   auto plan = detail::carve_plan<C>(arena, detail::shape_of(exec, in, layout.max_size), params);
   plan.layout = layout;
 
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T; ++t) {
-      out.weights(b, t) = 1.0f;
-      if (out.distances.present()) out.distances(b, t) = std::numeric_limits<float>::quiet_NaN();
-    }
-  detail::classify_samples(in.scores, in.response_mask, plan.positive);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < T; ++t)
-      plan.valid[b * T + t] = detail::is_valid_token(in.response_mask, in.excluded, b, t) ? 1 : 0;
+  detail::start_outputs(in, out, plan);
   detail::weigh_groups(detail::resolve_threads(exec), in.hidden, ::resrl::detail::rules_of(params), out, plan);
 }
 
