@@ -28,6 +28,7 @@ if not torch.distributed.is_available():
 import resrl  # noqa: E402
 import resrl.torch  # noqa: E402
 from resrl.distributed import TorchCommunicator, batch_slice  # noqa: E402
+from conftest import OneProcess  # noqa: E402
 from resrl.integrations import verl  # noqa: E402
 
 WORLD_TIMEOUT = 50  # seconds for a whole world (spawn, import, every scenario)
@@ -324,19 +325,9 @@ def test_mismatched_hidden_size_raises_on_every_process(world):
 def test_single_process_communicator_is_the_plain_call(batch):
     """A communicator of one process: the distributed path gives the plain
     call's result (no torch.distributed needed)."""
-
-    class One(resrl.distributed.Communicator):
-        rank, size = 0, 1
-
-        def sum(self, buffer):
-            pass
-
-        def gather(self, send, recv, sizes):
-            recv[:] = send
-
     plain = resrl.token_weights(batch.hidden, batch.mask, batch.scores, batch.groups, rank=RANK, solver="exact")
     one = resrl.token_weights(batch.hidden, batch.mask, batch.scores, batch.groups, rank=RANK, solver="exact",
-                              comm=One())
+                              comm=OneProcess())
     np.testing.assert_allclose(one.weights, plain.weights, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(one.diagnostics["group_id"], plain.diagnostics["group_id"])
 
