@@ -4,8 +4,9 @@ only positives, only negatives or nothing of a group, and one that holds no
 rows at all), against the single-process call on the whole batch: exact
 solver within 1e-5, randomized within 1e-4 at the same seed. Also
 TorchCommunicator's sum and gather against hand-computed values, the verl
-drop-in with a process group, and a batch whose hidden size differs on one
-process: every process raises, none hangs.
+drop-in with a process group, a batch whose hidden size differs on one
+process (every process raises, none hangs), and threads of one process
+standing in for processes (the protocol without torch).
 
 Each world is started once (spawned processes, a file:// rendezvous, a
 gloo timeout) and runs every scenario; the parent kills it after
@@ -351,3 +352,61 @@ def test_comm_errors_name_the_argument(batch):
         bad = Broken()
         bad.rank = 3
         resrl.token_weights(batch.hidden, batch.mask, batch.scores, batch.groups, comm=bad)
+
+
+class ThreadWorld:
+    """`size` threads of one process standing in for processes: a
+    Communicator per thread (the protocol without torch), meeting at a
+    barrier. Every thread adds the buffers in rank order, so all get the
+    same sums, as the protocol requires."""
+
+    def __init__(self, size):
+        import threading
+
+        self.size = size
+        self.barrier = threading.Barrier(size, timeout=COLLECTIVE_TIMEOUT)
+        self.slots = [None] * size
+
+    def exchange(self, rank, value):
+        self.slots[rank] = value
+        self.barrier.wait()
+        values = list(self.slots)
+        self.barrier.wait()  # nobody overwrites a slot before everyone has read it
+        return values
+
+    def communicator(self, rank):
+        world = self
+
+        class Member(resrl.distributed.Communicator):
+            def __init__(self):
+                self.rank, self.size = rank, world.size
+
+            def sum(self, buffer):
+                parts = world.exchange(rank, buffer.copy())
+                total = parts[0].copy()
+                for part in parts[1:]:
+                    total += part
+                buffer[:] = total
+
+            def gather(self, send, recv, sizes):
+                recv[:] = np.concatenate(world.exchange(rank, send.copy()))
+
+        return Member()
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_threads_of_one_process_as_the_processes(size):
+    """The distributed call from several threads at once, each with its own
+    communicator: every collective takes the GIL back inside calls that run
+    without it, with several calls in flight, and the results equal the
+    single-process call."""
+    import concurrent.futures
+
+    whole, parts = world_batch(size)
+    world = ThreadWorld(size)
+    with concurrent.futures.ThreadPoolExecutor(size) as pool:
+        futures = [pool.submit(resrl.token_weights, *part, comm=world.communicator(r), solver="exact", **SETTINGS)
+                   for r, part in enumerate(parts)]
+        results = [f.result(timeout=WORLD_TIMEOUT) for f in futures]
+    single = resrl.token_weights(*whole, solver="exact", **SETTINGS)
+    np.testing.assert_allclose(np.concatenate([r.weights for r in results]), single.weights, rtol=0, atol=1e-5)
