@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["Communicator", "TorchCommunicator", "as_communicator"]
+__all__ = ["Communicator", "TorchCommunicator", "as_communicator", "batch_slice"]
 
 
 class Communicator:
