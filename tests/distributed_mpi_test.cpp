@@ -218,10 +218,16 @@ void check_all(mpi_world& world, const resrl::token_weight_params& p, double tol
     check_against_one_process<Hidden, float>(world, p, tol, by_rollout, own_workspace);
 }
 
-resrl::token_weight_params params(resrl::subspace_solver solver) {
+/// Rank 4, seed 11; max_positive_tokens 20 subsamples every group (2
+/// positive responses of 12 to 24 valid tokens).
+resrl::token_weight_params params(resrl::subspace_solver solver, index_t max_positive_tokens = 4096,
+                                  index_t oversampling = 0, int power_iterations = 4) {
   auto p = fixture::small_params(4);
   p.solver = solver;
   p.seed = 11;
+  p.max_positive_tokens = max_positive_tokens;
+  p.oversampling = oversampling;
+  p.power_iterations = power_iterations;
   return p;
 }
 
@@ -259,9 +265,7 @@ TEST_CASE("distributed exact solver equals one process to 1e-5") {
 
 TEST_CASE("distributed exact solver with subsampling, double hidden states, own workspace") {
   mpi_world world;
-  auto p = params(resrl::subspace_solver::exact);
-  p.max_positive_tokens = 20;  // groups hold 2 x 12..24 positive tokens
-  check_all<double>(world, p, 1e-5, false, true);
+  check_all<double>(world, params(resrl::subspace_solver::exact, 20), 1e-5, false, true);
 }
 
 TEST_CASE("distributed randomized solver equals one process to 1e-4 at the same seed") {
@@ -271,17 +275,13 @@ TEST_CASE("distributed randomized solver equals one process to 1e-4 at the same 
 
 TEST_CASE("distributed randomized solver with subsampling and oversampling") {
   mpi_world world;
-  auto p = params(resrl::subspace_solver::randomized);
-  p.max_positive_tokens = 20;
-  p.oversampling = 3;
-  p.power_iterations = 2;
-  check_all<float>(world, p, 1e-4, false, true);
+  check_all<float>(world, params(resrl::subspace_solver::randomized, 20, 3, 2), 1e-4, false, true);
 }
 
 TEST_CASE("distributed call on bf16 hidden states with rollout_n over global samples") {
   mpi_world world;
-  // The raw order: rollout_n = 4 groups consecutive global samples, cut
-  // unevenly (no process holds a multiple of 4 samples).
+  // rollout_n = 4 groups consecutive global samples (the ids are ignored),
+  // cut unevenly (3 + 17 samples with 2 processes, 2 + 7 + 0 + 11 with 4).
   auto p = params(resrl::subspace_solver::randomized);
   p.gemm = resrl::gemm_precision::bf16;  // the distributed path runs full precision (bf16_gemms 0)
   check_all<Eigen::bfloat16>(world, p, 1e-4, true);

@@ -83,9 +83,43 @@ class thread_communicator final : public resrl::communicator {
   int rank_;
 };
 
-/// Runs the distributed call on P threads, process r holding samples
-/// [cuts[r], cuts[r + 1]) of `b`; returns the weights and distances of the
-/// global batch and each process's diagnostics.
+/// Runs f(rank, comm) on P threads, one simulated process each; returns
+/// each one's exception message ("" when none).
+template <class F>
+std::vector<std::string> run_threads(int P, F f) {
+  thread_world world(P);
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<std::size_t>(P));
+  for (int r = 0; r < P; ++r)
+    threads.emplace_back([&, r] {
+      thread_communicator comm(world, r);
+      try {
+        f(r, comm);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+/// Inputs of process r holding samples [b0, b0 + B) of `b`.
+resrl::token_weight_inputs<float, float> slice_inputs(const resrl::synthetic::batch& b,
+                                                      const fixture::strided_hidden<float>& hidden, index_t b0,
+                                                      index_t B) {
+  auto in = fixture::inputs(b, hidden.view);
+  in.hidden.data += b0 * in.hidden.sample_stride;
+  in.hidden.batch = B;
+  in.response_mask.data += b0 * b.T;
+  in.response_mask.rows = B;
+  in.scores = resrl::sample_scores::of_samples(b.scores.data() + b0, B);
+  in.groups = resrl::grouping::by_ids(b.group_ids.data() + b0, B);
+  return in;
+}
+
+/// The distributed call on P threads, process r holding samples
+/// [cuts[r], cuts[r + 1]) of `b`: the weights and distances of the global
+/// batch and each process's diagnostics.
 struct spread_result {
   std::vector<float> weights, distances;
   std::vector<std::vector<resrl::group_diagnostics>> groups;
@@ -99,33 +133,16 @@ spread_result run_spread(const resrl::synthetic::batch& b, const std::vector<ind
   result.weights.assign(static_cast<std::size_t>(b.B * b.T), -7.0f);
   result.distances.assign(static_cast<std::size_t>(b.B * b.T), -7.0f);
   result.groups.resize(static_cast<std::size_t>(P));
-  thread_world world(P);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(static_cast<std::size_t>(P));
-  for (int r = 0; r < P; ++r)
-    threads.emplace_back([&, r] {
-      const index_t b0 = cuts[static_cast<std::size_t>(r)], B = cuts[static_cast<std::size_t>(r) + 1] - b0;
-      auto in = fixture::inputs(b, hidden.view);
-      in.hidden.data += b0 * in.hidden.sample_stride;
-      in.hidden.batch = B;
-      in.response_mask.data += b0 * b.T;
-      in.response_mask.rows = B;
-      in.scores = resrl::sample_scores::of_samples(b.scores.data() + b0, B);
-      in.groups = resrl::grouping::by_ids(b.group_ids.data() + b0, B);
-      auto& groups = result.groups[static_cast<std::size_t>(r)];
-      groups.resize(static_cast<std::size_t>(resrl::count_groups(in.groups, B)));
-      const resrl::token_weight_outputs out{
-          resrl::make_matrix_view(result.weights.data() + b0 * b.T, B, b.T),
-          resrl::make_matrix_view(result.distances.data() + b0 * b.T, B, b.T), groups.data(),
-          static_cast<index_t>(groups.size())};
-      thread_communicator comm(world, r);
-      try {
-        resrl::token_weights(resrl::host_executor{1}, comm, in, p, out);
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const auto errors = run_threads(P, [&](int r, resrl::communicator& comm) {
+    const index_t b0 = cuts[static_cast<std::size_t>(r)], B = cuts[static_cast<std::size_t>(r) + 1] - b0;
+    const auto in = slice_inputs(b, hidden, b0, B);
+    auto& groups = result.groups[static_cast<std::size_t>(r)];
+    groups.resize(static_cast<std::size_t>(resrl::count_groups(in.groups, B)));
+    const resrl::token_weight_outputs out{resrl::make_matrix_view(result.weights.data() + b0 * b.T, B, b.T),
+                                          resrl::make_matrix_view(result.distances.data() + b0 * b.T, B, b.T),
+                                          groups.data(), static_cast<index_t>(groups.size())};
+    resrl::token_weights(resrl::host_executor{1}, comm, in, p, out);
+  });
   for (const auto& e : errors) REQUIRE(e.empty());
   return result;
 }
@@ -188,4 +205,51 @@ TEST_CASE("the distributed call with one process is the single-process call") {
   CHECK(w == ref.weights);  // bit for bit
   CHECK(resrl::token_weights_workspace_size(resrl::host_executor{1}, comm, in, p) ==
         resrl::token_weights_workspace_size(resrl::host_executor{1}, in, p));
+}
+
+TEST_CASE("distributed token weights: errors on one process raise on every process") {
+  const auto b = fixture::small_batch(5, 4, 16, 16, 2);
+  const auto hidden = fixture::make_hidden<float>(b, {});
+  const std::vector<index_t> cuts = {0, 5, 10, 16};
+  // Runs every process with the mutation `change(rank, in, params, out)`.
+  const auto run = [&](auto change) {
+    return run_threads(3, [&](int r, resrl::communicator& comm) {
+      const index_t b0 = cuts[static_cast<std::size_t>(r)], B = cuts[static_cast<std::size_t>(r) + 1] - b0;
+      auto in = slice_inputs(b, hidden, b0, B);
+      auto p = fixture::small_params(2);
+      std::vector<float> w(static_cast<std::size_t>(B * b.T));
+      std::vector<resrl::group_diagnostics> groups(8);
+      resrl::token_weight_outputs out{resrl::make_matrix_view(w.data(), B, b.T), {}, groups.data(), 8};
+      change(r, in, p, out);
+      resrl::token_weights(resrl::host_executor{1}, comm, in, p, out);
+    });
+  };
+  const auto all_contain = [](const std::vector<std::string>& errors, const std::string& own, const std::string& others,
+                              int failing) {
+    for (std::size_t r = 0; r < errors.size(); ++r) {
+      INFO("process " << r << ": " << errors[r]);
+      CHECK(errors[r].find(static_cast<int>(r) == failing ? own : others) != std::string::npos);
+    }
+  };
+  SECTION("settings differ") {
+    const auto errors = run([](int r, auto&, auto& p, auto&) { p.seed = static_cast<std::uint64_t>(r == 2); });
+    all_contain(errors, "token_weight_params: process 2 passed other settings", "token_weight_params: process 2", -1);
+  }
+  SECTION("grouping modes differ") {
+    const auto errors = run([](int r, auto& in, auto&, auto&) {
+      if (r == 1) in.groups = resrl::grouping::by_rollout(4);
+    });
+    all_contain(errors, "", "grouping: process 1 gives rollout_n = 4 but process 0 gives group ids", -1);
+  }
+  SECTION("global batch not a multiple of rollout_n") {
+    const auto errors = run([](int, auto& in, auto&, auto&) { in.groups = resrl::grouping::by_rollout(5); });
+    all_contain(errors, "", "global batch size 16 is not a multiple of rollout_n = 5", -1);
+  }
+  SECTION("diagnostics capacity too small on one process") {
+    const auto errors = run([](int r, auto&, auto&, auto& out) {
+      if (r == 1) out.diagnostics_capacity = 1;
+    });
+    all_contain(errors, "outputs.diagnostics holds 1 entries but the batch has 2 groups",
+                "process 1 of 3 could not start the call", 1);
+  }
 }
