@@ -222,3 +222,20 @@ TEST_CASE("sketch draws: the vector path gives the scalar path's bits", "[random
       REQUIRE(omega[static_cast<std::size_t>(j * m + i)] == (e % 2 == 0 ? pair.first : pair.second));
     }
 }
+
+TEST_CASE("sketch rows: a block of rows is those rows of the whole matrix, bit for bit", "[random]") {
+  // What a process holding rows [row0, row0 + n) of P draws (distributed
+  // solver): odd and even starts, a block longer than one chunk, no rows.
+  const std::uint64_t key = resrl::detail::random_key(4, resrl::detail::random_stream::sketch, 7);
+  const index_t m = 40001, q = 3;
+  std::vector<float> whole(static_cast<std::size_t>(m * q));
+  resrl::cpu::detail::fill_gaussian_sketch(2, key, m, q, whole.data());
+  for (const auto& [row0, n] : std::vector<std::pair<index_t, index_t>>{{0, m}, {1, 5}, {7, 20000}, {39000, 1001}, {17, 0}}) {
+    std::vector<float> block(static_cast<std::size_t>(std::max<index_t>(n * q, 1)), -1.0f);
+    resrl::cpu::detail::fill_gaussian_sketch_rows(2, key, m, q, row0, n, block.data());
+    INFO("rows " << row0 << " + " << n);
+    for (index_t j = 0; j < q; ++j)
+      for (index_t i = 0; i < n; ++i)
+        REQUIRE(block[static_cast<std::size_t>(j * n + i)] == whole[static_cast<std::size_t>(j * m + row0 + i)]);
+  }
+}
