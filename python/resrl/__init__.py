@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _resrl
+from . import _resrl, distributed
 from ._arrays import as_vector, empty, enum_member, exportable, host_numpy, shape_of, stream_of
 from ._resrl import (
     AdvantageWeighting,
@@ -132,6 +132,7 @@ def token_weights(
     out=None,
     threads=0,
     stream=None,
+    comm=None,
 ) -> TokenWeights:
     """ResRL token weights of one micro-batch (docs/spec.md section 3).
 
@@ -149,10 +150,20 @@ def token_weights(
     the residual distances too, or a (B, T) float32 array to write them into.
     out: (B, T) float32 array for the weights. threads: OpenMP threads on the
     host (0 = all). stream: CUDA stream (see the module docstring).
+
+    comm: the processes that share the batch's groups (resrl.distributed:
+    a Communicator, e.g. TorchCommunicator, or a torch.distributed process
+    group). This process's rows are then its slice of the batch concatenated
+    in rank order, and its weights are those of the whole groups; the call is
+    collective (every process makes it, with its own rows, possibly none),
+    group ids are global and `rollout_n` counts in the concatenated batch.
+    Host arrays only (the CUDA backend has no distributed path yet).
+    Diagnostics: one record per group present here, with whole-group values.
     """
     hidden, mask, excluded = exportable(hidden), exportable(mask), exportable(excluded)
     scores = as_vector(scores, "float32", "scores")
     groups = _groups(groups)
+    comm = distributed.as_communicator(comm)
     params = _params(
         TokenWeightParams, rank=rank, max_positive_tokens=max_positive_tokens, quantile_low=quantile_low,
         quantile_high=quantile_high, min_weight=min_weight, solver=enum_member(Solver, "solver", solver),
@@ -160,6 +171,14 @@ def token_weights(
         gemm=enum_member(GemmPrecision, "gemm", gemm),
     )
     batch, tokens = shape_of(hidden, "hidden", "(B, T, H)")[:2]
+    if comm is not None and groups is None and rollout_n:
+        # Runs of rollout_n in the concatenated batch: global ids from this process's offset.
+        first, total = distributed.batch_slice(comm, batch)
+        if total % rollout_n:  # every process sees the same total: all raise
+            raise InvalidArgument(f"resrl: rollout_n: the processes' batches add up to {total} responses, "
+                                  f"not a multiple of rollout_n = {rollout_n}")
+        groups = np.arange(first, first + batch, dtype=np.int64) // rollout_n
+        rollout_n = None
     weights = empty(hidden, (batch, tokens), "float32") if out is None else out
     if distances is True:
         distance_out = empty(hidden, (batch, tokens), "float32")
@@ -171,7 +190,7 @@ def token_weights(
         records = empty(hidden, (group_count * GROUP_DIAGNOSTICS_DTYPE.itemsize,), "uint8")
     _resrl.token_weights(
         hidden, mask, scores, groups, rollout_n or 0, excluded, params, weights, distance_out, records, threads,
-        stream_of(hidden, stream),
+        stream_of(hidden, stream), comm,
     )
     if records is not None:
         records = host_numpy(records).view(GROUP_DIAGNOSTICS_DTYPE)

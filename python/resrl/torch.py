@@ -172,13 +172,20 @@ def token_weights(
     oversampling: int = 0,
     seed: int = 0,
     gemm: str = "full",
+    comm: Any = None,
 ) -> torch.Tensor:
     """ResRL token weights (resrl.token_weights's arguments) as a (B, T)
     float32 tensor on hidden's device. Weights are constants of the loss: no
-    gradient flows to hidden. groups: host int64 tensor of prompt ids."""
+    gradient flows to hidden. groups: host int64 tensor of prompt ids.
+    comm: the processes sharing the batch's groups (a torch.distributed
+    process group or a resrl.distributed.Communicator; host tensors only):
+    a collective call, eager on every torch (a collective is no operator
+    that torch.compile could trace)."""
     settings = dict(rank=rank, max_positive_tokens=max_positive_tokens, quantile_low=quantile_low,
                     quantile_high=quantile_high, min_weight=min_weight, solver=solver,
                     power_iterations=power_iterations, oversampling=oversampling, seed=seed, gemm=gemm)
+    if comm is not None:
+        return _token_weights_eager(hidden, mask, scores, groups, rollout_n, excluded, dict(settings, comm=comm))
     if uses_custom_ops:
         if groups is not None and not isinstance(groups, torch.Tensor):
             groups = torch.as_tensor(groups, dtype=torch.int64)

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "arrays.hpp"
+#include "resrl/base/communicator.hpp"
 #include "resrl/types/advantages.hpp"
 #include "resrl/types/metrics.hpp"
 #include "resrl/types/policy_loss.hpp"
@@ -28,6 +29,9 @@ struct token_weights_args {
   array_ref diagnostics;  ///< bytes for diagnostics_count group_diagnostics, or absent
   index_t rollout_n = 0;
   token_weight_params params;
+  /// The processes that share the batch's groups (host buffers), or null:
+  /// this process holds whole groups.
+  communicator* comm = nullptr;
 };
 
 struct grpo_args {

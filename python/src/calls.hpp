@@ -2,7 +2,8 @@
 // library's views from the array arguments, pick the element types, call.
 // Included by the host translation unit (Eigen's 16-bit types) and the CUDA
 // one (nvcc, __half / __nv_bfloat16). A Backend gives its 16-bit types,
-// whether it takes double hidden states, `run(execution, f)`, which calls f
+// whether it takes double hidden states, whether it has the distributed
+// token weights (a communicator), `run(execution, f)`, which calls f
 // with the backend's executor, and `workspace(bytes)`, the token-weight
 // workspace (`bytes()` is its size query). Include the backend's facade
 // (resrl/resrl.hpp or resrl/resrl.cuh) first: the calls are named qualified,
@@ -46,6 +47,16 @@ void run_token_weights(const token_weights_args& a, const execution& e) {
       in.groups = grouping_of(a.groups, a.rollout_n);
       in.excluded = excluded_of(a.excluded);
       Backend::run(e, [&](const auto& exec) {
+        if constexpr (Backend::distributed) {
+          if (a.comm != nullptr) {  // both calls are collective: every process makes them
+            const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, *a.comm, in, a.params); };
+            ::resrl::token_weights(exec, *a.comm, in, a.params, out, Backend::workspace(bytes));
+            return;
+          }
+        } else {
+          RESRL_EXPECTS(a.comm == nullptr, "comm: the ", Backend::name,
+                        " backend has no token weights across processes (host arrays only)");
+        }
         const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, in, a.params); };
         ::resrl::token_weights(exec, in, a.params, out, Backend::workspace(bytes));
       });

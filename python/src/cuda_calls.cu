@@ -40,6 +40,7 @@ struct on_cuda {
   using half = __half;
   using bfloat16 = __nv_bfloat16;
   static constexpr bool double_hidden = false;
+  static constexpr bool distributed = false;  // the library's distributed token weights are host-only
   static constexpr const char* name = "CUDA";
   static constexpr const char* hidden_types = "float32, float16 or bfloat16";
 

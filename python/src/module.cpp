@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "backend.hpp"
+#include "python_communicator.hpp"
 #include "resrl/metrics.hpp"
 #include "resrl/think_spans.hpp"
 #include "resrl/token_weights.hpp"
@@ -359,7 +361,7 @@ NB_MODULE(_resrl, m) {
       "token_weights",
       [](nb::handle hidden, nb::handle mask, nb::handle scores, nb::handle groups, index_t rollout_n,
          nb::handle excluded, const token_weight_params& params, nb::handle weights, nb::handle distances,
-         nb::handle diagnostics, int threads, std::uintptr_t stream) {
+         nb::handle diagnostics, int threads, std::uintptr_t stream, nb::handle comm) {
         token_weights_args a{input(hidden, "hidden"),        input(mask, "mask"),
                              input(scores, "scores"),        input(groups, "groups"),
                              input(excluded, "excluded"),    output(weights, "out"),
@@ -367,10 +369,17 @@ NB_MODULE(_resrl, m) {
                              rollout_n,                      params};
         const auto [calls, e] = backend_for(
             {&a.hidden, &a.mask, &a.scores, &a.excluded, &a.weights, &a.distances, &a.diagnostics}, threads, stream);
+        std::optional<python_communicator> processes;
+        if (!comm.is_none()) {
+          RESRL_EXPECTS(a.hidden.memory == memory_kind::host, "comm: token weights across processes run on the "
+                        "host backend only, but hidden is in ", where(a.hidden),
+                        " (the CUDA backend has no distributed path yet): pass host arrays (e.g. .cpu())");
+          a.comm = &processes.emplace(comm);
+        }
         run_released(calls->token_weights, a, e);
       },
       "hidden"_a, "mask"_a, "scores"_a, "groups"_a.none(), "rollout_n"_a, "excluded"_a.none(), "params"_a,
-      "weights"_a, "distances"_a.none(), "diagnostics"_a.none(), "threads"_a, "stream"_a);
+      "weights"_a, "distances"_a.none(), "diagnostics"_a.none(), "threads"_a, "stream"_a, "comm"_a.none());
 
   m.def(
       "grpo_advantages",

@@ -5,14 +5,16 @@ reference computes them there, from what the actor holds.
 Requires torch (the actor's tensors); verl itself is not imported.
 """
 
+import hashlib
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 import resrl
+import resrl.distributed
 
-__all__ = ["group_ids", "metrics", "reweight_advantages"]
+__all__ = ["global_group_ids", "group_ids", "metrics", "reweight_advantages"]
 
 
 def group_ids(uid: Union[np.ndarray, Sequence[Any]]) -> np.ndarray:
@@ -21,6 +23,15 @@ def group_ids(uid: Union[np.ndarray, Sequence[Any]]) -> np.ndarray:
     appearance."""
     ids: Dict[Any, int] = {}
     return np.fromiter((ids.setdefault(u, len(ids)) for u in uid), dtype=np.int64, count=len(uid))
+
+
+def global_group_ids(uid: Union[np.ndarray, Sequence[Any]]) -> np.ndarray:
+    """int64 group ids that every process derives alike from the same uid
+    (the first 8 bytes of a BLAKE2b hash of str(uid)): `group_ids` numbers
+    uids in local order, which differs between processes. Distinct uids
+    collide with probability about n^2 / 2^65 for n uids per step."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(str(u).encode(), digest_size=8).digest(), "little",
+                                       signed=True) for u in uid), dtype=np.int64, count=len(uid))
 
 
 def metrics(diagnostics: np.ndarray, prefix: str = "resrl/") -> Dict[str, float]:
@@ -65,6 +76,7 @@ def reweight_advantages(
     svd_min_weight: float = 0.1,
     svd_pos_weight: float = 0.1,
     rollout_n: Optional[int] = None,
+    process_group: Any = None,
     **token_weight_settings: Any,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """ResRL advantages of one micro-batch of verl's update_policy, and the
@@ -86,16 +98,35 @@ def reweight_advantages(
     from the groups' rows in this micro-batch only, as in the reference.
     token_weight_settings: further resrl.token_weights settings (solver,
     power_iterations, oversampling, seed, gemm, excluded, threads).
+
+    process_group: the data-parallel process group (a torch.distributed
+    ProcessGroup, or a resrl.distributed.Communicator) when a prompt's
+    responses are spread over its processes (verl's balance_batch): every
+    process of the group calls this together, for its micro-batch, and the
+    rows of a group in all their micro-batches are weighted as one group
+    (docs/integrations.md). uids are then hashed to ids every process shares
+    (`global_group_ids`); `rollout_n` counts in the processes' micro-batches
+    concatenated in rank order. The library's distributed path is its host
+    backend: CUDA inputs are copied to the host for the weights (B x R x H
+    states per call) and the weights copied back.
     """
     if uid is None and rollout_n is None:
         raise ValueError("reweight_advantages: pass uid (the prompt ids) or rollout_n")
-    groups = None if uid is None else group_ids(uid)
     scores = token_level_scores.detach().to(torch.float32)
+    hidden, mask, weight_scores = hidden_states.detach(), response_mask, scores
+    comm = resrl.distributed.as_communicator(process_group)
+    if comm is None:
+        groups = None if uid is None else group_ids(uid)
+    else:
+        groups = None if uid is None else global_group_ids(uid)
+        # Explicit host copies: the distributed token weights run on the host backend only.
+        hidden, mask, weight_scores = hidden.cpu(), mask.cpu(), scores.cpu()
     result = resrl.token_weights(
-        hidden_states.detach(), response_mask, scores, groups, rollout_n, rank=svd_rank,
+        hidden, mask, weight_scores, groups, rollout_n, rank=svd_rank,
         max_positive_tokens=svd_max_pos_tokens, quantile_low=svd_quantile_low, quantile_high=svd_quantile_high,
-        min_weight=svd_min_weight, **token_weight_settings)
+        min_weight=svd_min_weight, comm=comm, **token_weight_settings)
     threads = token_weight_settings.get("threads", 0)
-    weighted = resrl.reweight_advantages(advantages.detach().to(torch.float32), response_mask, scores, result.weights,
-                                         weighting="resrl", positive_weight=svd_pos_weight, threads=threads)
+    weighted = resrl.reweight_advantages(advantages.detach().to(torch.float32), response_mask, scores,
+                                         result.weights.to(advantages.device), weighting="resrl",
+                                         positive_weight=svd_pos_weight, threads=threads)
     return weighted.to(advantages.dtype), metrics(result.diagnostics)
