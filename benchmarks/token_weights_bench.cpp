@@ -12,6 +12,7 @@
 #include <string>
 
 #include "floor.hpp"
+#include "resrl/cpu/top_eigenvectors.hpp"
 #include "resrl/token_weights.hpp"
 #include "synthetic_batch.hpp"
 
@@ -111,6 +112,29 @@ void add(const char* family, shape s, resrl::token_weight_params p, int threads,
       ->MinTime(0.5);
 }
 
+/// The exact solver's eigenproblem alone, at the paper's H and k: all n
+/// eigenvectors (Eigen's solver, what the exact solver used before) against
+/// the k it needs (cpu/top_eigenvectors.hpp), on the centred Gram matrix of
+/// the first 4096 synthetic token states (decaying spectrum, outlier channels).
+void eigenvectors(benchmark::State& state, bool all) {
+  const auto& batch = batch_for({1, 4, 2, 4096, 2560});
+  const index_t H = batch.H, rows = std::min<index_t>(4096, batch.B * batch.T);
+  const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(batch.hidden.data(),
+                                                                                                   rows, H);
+  const Eigen::MatrixXd centred = X.cast<double>().rowwise() - X.cast<double>().colwise().mean();
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(H, H);
+  G.selfadjointView<Eigen::Lower>().rankUpdate(centred.transpose());
+  for (auto _ : state) {
+    if (all) {
+      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G);
+      benchmark::DoNotOptimize(eig.eigenvectors().data());
+    } else {
+      const Eigen::MatrixXd V = resrl::cpu::detail::top_eigenvectors(G, 64);
+      benchmark::DoNotOptimize(V.data());
+    }
+  }
+}
+
 void register_all() {
   using resrl::subspace_solver;
   const shape paper{1, 4, 2, 4096, 2560};  // the paper's micro-batch: 2 + 2 responses of 4096 tokens
@@ -136,6 +160,12 @@ void register_all() {
   for (index_t negatives : {1, 2, 4, 8, 16, 32})
     add("negatives", {1, negatives + 2, 2, 1024, 2560}, randomized, 2);
   add("exact_small", {1, 8, 4, 512, 1024}, params(64, subspace_solver::exact), 2);
+  for (const bool all : {true, false})
+    benchmark::RegisterBenchmark(all ? "exact_eigenvectors/H2560_all" : "exact_eigenvectors/H2560_top64",
+                                 [=](benchmark::State& st) { eigenvectors(st, all); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(0.5);
 }
 
 }  // namespace

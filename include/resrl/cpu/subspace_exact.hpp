@@ -3,7 +3,8 @@
 // decomposed in double. It allocates O(M H + min(M, H)^2) and costs
 // O(M H min(M, H)): the truth for tests and for judging the randomized
 // solver, not the fast path. Only the k eigenvectors it needs are computed
-// (cpu/top_eigenvectors.hpp): 7x faster than all n at H = 2560, k = 64.
+// (cpu/top_eigenvectors.hpp): 4.3x faster than all n at H = 2560, k = 64
+// (docs/benchmarks.md).
 //
 // Why not an SVD of P: Eigen's BDCSVD alone doubled the compile time of every
 // translation unit that calls token_weights, and the symmetric eigensolver in
