@@ -127,29 +127,64 @@ def main(results, images):
     save(fig, os.path.join(images, "shared_weights.png"))
 
     with open(os.path.join(results, "table.md"), "w") as f:
-        f.write(table(summary))
+        f.write(table(evals, summary["config"]) + "\n" + over_the_run(train, summary["config"]))
 
 
-def table(summary):
-    """Markdown: final pass@1, pass@16, log-likelihood of correct responses and
-    entropy per method, mean ± std over seeds, then per-seed values."""
-    final = summary["final"]
-    seeds = [str(s) for s in summary["config"]["seeds"]]
-    metrics = ("pass@1", "pass@16", "correct_loglik", "entropy")
-    lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for method in ["sft"] + summary["config"]["methods"]:
-        name = "SFT (start)" if method == "sft" else LABELS[method]
+TABLE_METRICS = ("pass@1", "pass@4", "pass@16", "correct_loglik", "entropy")
+
+
+def table(evals, config):
+    """Markdown: pass@1, pass@4, pass@16, log-likelihood of correct responses
+    and entropy at the SFT start and after the last RL step, mean ± std over
+    seeds (sample std), then the per-seed values."""
+    last = max(row["step"] for row in evals)
+    seeds = config["seeds"]
+    rows = [("SFT (start)", [r for r in evals if r["step"] == 0 and r["method"] == config["methods"][0]])]
+    rows += [(LABELS[m], [r for r in evals if r["step"] == last and r["method"] == m]) for m in config["methods"]]
+    header = ["| method | " + " | ".join(TABLE_METRICS) + " |", "|---" * (len(TABLE_METRICS) + 1) + "|"]
+    lines = list(header)
+    for name, finals in rows:
         cells = []
-        for metric in metrics:
-            m = final[method][metric]
-            cells.append(f"{m['mean']:.3f}" + (f" ± {m['std']:.3f}" if "std" in m else ""))
+        for metric in TABLE_METRICS:
+            values = np.array([r[metric] for r in finals])
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            cells.append(f"{values.mean():.3f} ± {std:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Per seed (" + ", ".join(seeds) + "):", "",
-              "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for method in ["sft"] + summary["config"]["methods"]:
-        name = "SFT (start)" if method == "sft" else LABELS[method]
-        cells = [" / ".join(f"{final[method][metric]['per_seed'][s]:.3f}" for s in seeds) for metric in metrics]
+    lines += ["", f"Per seed ({', '.join(str(s) for s in seeds)}):", ""] + header
+    for name, finals in rows:
+        by_seed = {int(r["seed"]): r for r in finals}
+        cells = [" / ".join(f"{by_seed[s][metric]:.3f}" for s in seeds) for metric in TABLE_METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def over_the_run(train, config):
+    """Markdown: per method, means over seeds of training-step quantities:
+    the reward of the first and last 50 steps, the share of updates that
+    lowered the batch's correct responses' likelihood and the mean change,
+    the share of skipped groups, and the ResRL weight of negative tokens
+    (all, shared with a correct response, other), token-weighted."""
+    lines = ["| method | reward, first 50 steps | reward, last 50 steps | updates lowering correct likelihood | "
+             "mean change (nats) | skipped groups | negative weight | shared | other |", "|---" * 9 + "|"]
+    for method in config["methods"]:
+        rows = [r for r in train if r["method"] == method]
+        per_seed = [[r for r in rows if r["seed"] == s] for s in config["seeds"]]
+        first = np.mean([np.mean([r["reward"] for r in run[:50]]) for run in per_seed])
+        last = np.mean([np.mean([r["reward"] for r in run[-50:]]) for run in per_seed])
+        lowered = np.mean([r["lld_mean_change"] < 0 for r in rows])
+        change = np.mean([r["lld_mean_change"] for r in rows])
+        skipped = np.mean([r["skipped_groups"] for r in rows])
+        negatives = [r["negative_tokens"] for r in rows]
+        shared = [r["shared_tokens"] for r in rows]
+        others = [n - s for n, s in zip(negatives, shared)]
+
+        def weighted(metric, counts):
+            pairs = [(r[metric], c) for r, c in zip(rows, counts) if c > 0]
+            return np.average([v for v, _ in pairs], weights=[c for _, c in pairs]) if pairs else float("nan")
+
+        lines.append(f"| {LABELS[method]} | {first:.3f} | {last:.3f} | {lowered:.1%} | {change:+.4f} | {skipped:.1%} | "
+                     f"{weighted('negative_weight', negatives):.3f} | {weighted('shared_weight', shared):.3f} | "
+                     f"{weighted('other_weight', others):.3f} |")
     return "\n".join(lines) + "\n"
 
 
