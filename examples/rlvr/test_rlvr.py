@@ -54,7 +54,8 @@ def test_held_out_prompts_never_drawn_for_training():
 
 def test_sampler_ends_responses_and_cache_matches_full_forward():
     torch.manual_seed(0)
-    model = TinyDecoder(len(task.VOCAB), width=32, heads=2, depth=2, max_length=32).eval()
+    # fp32: bf16 rounding could differ between the cached and the full forward
+    model = TinyDecoder(len(task.VOCAB), width=32, heads=2, depth=2, max_length=32, bf16=False).eval()
     prompts = torch.randint(1, len(task.VOCAB), (6, 5))
     tokens, entropy = model.sample(prompts, 12, task.EOS, torch.Generator().manual_seed(0))
     assert tokens.shape == (6, 12) and entropy.shape == (6,) and bool((entropy > 0).all())
