@@ -61,7 +61,7 @@ def band(ax, data, title, ylabel):
 
 def save(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
