@@ -324,8 +324,12 @@ def main():
     parser.add_argument("--out", default=None, help="output folder (default examples/rlvr/results, quick: a temp dir)")
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each (default 2)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--rl-lr", type=float, default=None, help="RL learning rate for every method (default 1e-4)")
+    parser.add_argument("--images", default=None, help="plot folder (default docs/img/efficacy)")
     args = parser.parse_args()
     config = settings(args.quick)
+    if args.rl_lr is not None:
+        config["rl_lr"] = args.rl_lr
     here = os.path.dirname(os.path.abspath(__file__))
     if args.out is None:
         args.out = os.path.join("/tmp" if args.quick else here, "rlvr-quick" if args.quick else "results")
@@ -361,7 +365,7 @@ def main():
         quick_checks(runs)
     elif not args.no_plots:
         import plot
-        plot.main(args.out, os.path.join(here, "..", "..", "docs", "img", "efficacy"))
+        plot.main(args.out, args.images or os.path.join(here, "..", "..", "docs", "img", "efficacy"))
 
 
 if __name__ == "__main__":
