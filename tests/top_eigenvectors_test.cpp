@@ -35,13 +35,8 @@ MatrixXd gram_of_random(Index rows, Index cols, unsigned seed, double scale = 1.
 }
 
 bool inverse_iteration_passes(const MatrixXd& A, Index k) {
-  const MatrixXd scaled = A / A.cwiseAbs().maxCoeff();
-  const Eigen::Tridiagonalization<MatrixXd> tri(scaled);
-  const VectorXd diagonal = tri.diagonal(), off = tri.subDiagonal();
-  Eigen::SelfAdjointEigenSolver<MatrixXd> values;
-  values.computeFromTridiagonal(diagonal, off, Eigen::EigenvaluesOnly);
-  MatrixXd X;
-  return d::tridiagonal_top_eigenvectors(diagonal, off, values.eigenvalues(), k, X);
+  MatrixXd V;
+  return d::top_eigenvectors_by_inverse_iteration(A, k, V);
 }
 
 void check_top(const MatrixXd& A, Index k, bool same_subspace, const std::string& name) {

@@ -148,35 +148,43 @@ inline bool tridiagonal_top_eigenvectors(const Eigen::VectorXd& diagonal, const 
   return (gram - Eigen::MatrixXd::Identity(k, k)).cwiseAbs().maxCoeff() <= bound;
 }
 
+/// The fast path of top_eigenvectors: V (n x k) from the tridiagonal
+/// reduction of A scaled to max |a_ij| = 1 (as Eigen's solver scales, so
+/// that no step over- or underflows whatever the scale of the hidden
+/// states), or false when a step failed or inverse iteration missed its
+/// checks (V is then unspecified).
+inline bool top_eigenvectors_by_inverse_iteration(const Eigen::MatrixXd& A, Eigen::Index k, Eigen::MatrixXd& V) {
+  Eigen::MatrixXd scaled = A.selfadjointView<Eigen::Lower>();
+  const double scale = scaled.cwiseAbs().maxCoeff();
+  if (!(scale > 0.0) || !std::isfinite(scale)) return false;
+  scaled /= scale;
+  const Eigen::Tridiagonalization<Eigen::MatrixXd> tri(scaled);
+  const Eigen::VectorXd diagonal = tri.diagonal(), off = tri.subDiagonal();
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> values;
+  values.computeFromTridiagonal(diagonal, off, Eigen::EigenvaluesOnly);
+  if (values.info() != Eigen::Success) return false;
+  Eigen::MatrixXd X;
+  if (!tridiagonal_top_eigenvectors(diagonal, off, values.eigenvalues(), k, X)) return false;
+  V = tri.matrixQ() * X;
+  return true;
+}
+
 /// Orthonormal eigenvectors of the k largest eigenvalues of the symmetric
 /// matrix A (lower triangle read), columns in descending order of
 /// eigenvalue. Throws numerical_error when even the full eigensolver fails.
 inline Eigen::MatrixXd top_eigenvectors(const Eigen::MatrixXd& A, Eigen::Index k) {
   const Eigen::Index n = A.rows();
   RESRL_EXPECTS(k >= 0 && k <= n, "top_eigenvectors: k = ", k, " must be in [0, ", n, "]");
-  const auto full = [&] {
-    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(A);  // ascending
-    if (eig.info() != Eigen::Success)
-      ::resrl::detail::raise<numerical_error>("exact solver: the eigensolver did not converge on the ", n, " x ", n,
-                                              " Gram matrix of the positive tokens");
-    return Eigen::MatrixXd(eig.eigenvectors().rightCols(k).rowwise().reverse());
-  };
   // Small matrices: the full solver is as fast and needs no checks.
-  if (n <= 4 * k || n < 64) return full();
-  // Scaled to max |a_ij| = 1 (as Eigen's solver does) so that no step over-
-  // or underflows whatever the scale of the hidden states.
-  const double scale = A.template triangularView<Eigen::Lower>().toDenseMatrix().cwiseAbs().maxCoeff();
-  if (!(scale > 0.0) || !std::isfinite(scale)) return full();
-  Eigen::MatrixXd scaled = A.template selfadjointView<Eigen::Lower>();
-  scaled /= scale;
-  const Eigen::Tridiagonalization<Eigen::MatrixXd> tri(scaled);
-  const Eigen::VectorXd diagonal = tri.diagonal(), off = tri.subDiagonal();
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> values;
-  values.computeFromTridiagonal(diagonal, off, Eigen::EigenvaluesOnly);
-  if (values.info() != Eigen::Success) return full();
-  Eigen::MatrixXd X;
-  if (!tridiagonal_top_eigenvectors(diagonal, off, values.eigenvalues(), k, X)) return full();
-  return tri.matrixQ() * X;
+  if (n > 4 * k && n >= 64) {
+    Eigen::MatrixXd V;
+    if (top_eigenvectors_by_inverse_iteration(A, k, V)) return V;
+  }
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(A);  // ascending
+  if (eig.info() != Eigen::Success)
+    ::resrl::detail::raise<numerical_error>("exact solver: the eigensolver did not converge on the ", n, " x ", n,
+                                            " Gram matrix of the positive tokens");
+  return eig.eigenvectors().rightCols(k).rowwise().reverse();
 }
 
 }  // namespace resrl::cpu::detail
