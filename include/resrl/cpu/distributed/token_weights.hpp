@@ -20,13 +20,20 @@
 #include <vector>
 
 #include "resrl/base/communicator.hpp"
-#include "resrl/cpu/distributed/agreement.hpp"
-#include "resrl/cpu/distributed/global_batch.hpp"
+#include "resrl/core/distributed/agreement.hpp"
+#include "resrl/core/distributed/global_batch.hpp"
 #include "resrl/cpu/distributed/token_rows.hpp"
 #include "resrl/cpu/token_weights.hpp"
 
 namespace resrl::cpu {
 namespace detail {
+
+using ::resrl::detail::gather_global_batch;
+using ::resrl::detail::global_batch;
+using ::resrl::detail::host_sample_records;
+using ::resrl::detail::agree;
+using ::resrl::detail::check_host_communicator;
+using ::resrl::detail::local_failure;
 
 template <class C>
 struct spread_plan {
@@ -256,7 +263,8 @@ std::size_t token_weights_workspace_size(const host_executor& exec, communicator
                                          const token_weight_params& params) {
   detail::check_host_communicator(comm);
   if (comm.size() == 1) return ::resrl::cpu::token_weights_workspace_size(exec, in, params);
-  const auto gb = detail::gather_global_batch(comm, in, params, detail::double_compute<Hidden>, [] {});
+  const auto gb = detail::gather_global_batch(comm, in, params, detail::double_compute<Hidden>,
+                                              [&](std::int64_t* records) { detail::host_sample_records(in, records); });
   detail::workspace_arena measure;
   detail::carve_spread_plan<detail::compute_t<Hidden>>(measure, gb, exec, in, params);
   return detail::workspace_arena::padded(measure.used());
@@ -272,7 +280,10 @@ void token_weights(const host_executor& exec, communicator& comm, const token_we
   if (comm.size() == 1) return ::resrl::cpu::token_weights(exec, in, params, out, ws);
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
   const auto gb = detail::gather_global_batch(comm, in, params, detail::double_compute<Hidden>,
-                                              [&] { ::resrl::detail::check_token_weight_outputs(out, B, T); });
+                                              [&](std::int64_t* records) {
+                                                ::resrl::detail::check_token_weight_outputs(out, B, T);
+                                                detail::host_sample_records(in, records);
+                                              });
   const auto hidden = detail::with_features(in.hidden, gb.features);
 
   // Local steps before the groups' collectives; their failures are agreed on.

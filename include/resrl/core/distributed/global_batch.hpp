@@ -20,10 +20,10 @@
 #include "resrl/core/random.hpp"
 #include "resrl/core/sample_scores.hpp"
 #include "resrl/core/token_weights_checks.hpp"
-#include "resrl/cpu/distributed/agreement.hpp"
+#include "resrl/core/distributed/agreement.hpp"
 #include "resrl/types/token_weights.hpp"
 
-namespace resrl::cpu::detail {
+namespace resrl::detail {
 
 /// A 48-bit digest of the settings (exact in a double), to check that every
 /// process passed the same ones.
@@ -102,12 +102,28 @@ struct global_batch {
   }
 };
 
-/// The two collectives above. Local input errors found before the first
-/// one (the inputs' checks and `more_checks`) are raised on every process
-/// after it.
-template <class Hidden, class Mask, class MoreChecks>
+/// valid tokens * 2 + (1 if positive) of each local sample, read from host
+/// inputs (scores are read: a NaN or Inf raises here).
+template <class Hidden, class Mask>
+void host_sample_records(const token_weight_inputs<Hidden, Mask>& in, std::int64_t* valid_and_sign) {
+  const index_t B = in.hidden.batch, T = in.hidden.tokens;
+  for (index_t b = 0; b < B; ++b) {
+    std::int64_t valid = 0;
+    for (index_t t = 0; t < T; ++t)
+      valid += in.response_mask(b, t) != Mask(0) && !(in.excluded.present() && in.excluded(b, t) != 0);
+    const bool pos = ::resrl::detail::sample_total(in.scores, in.response_mask, b) > 0.0;
+    valid_and_sign[b] = valid * 2 + (pos ? 1 : 0);
+  }
+}
+
+/// The two collectives above. `local_samples(valid_and_sign)` fills the
+/// record of each local sample (host_sample_records, or the backend's
+/// equivalent for inputs in device memory) after the inputs' checks; local
+/// errors found up to there are raised on every process after the first
+/// collective.
+template <class Hidden, class Mask, class LocalSamples>
 global_batch gather_global_batch(communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
-                                 const token_weight_params& params, bool double_compute, MoreChecks&& more_checks) {
+                                 const token_weight_params& params, bool double_compute, LocalSamples&& local_samples) {
   global_batch gb;
   gb.size = comm.size();
   gb.rank = comm.rank();
@@ -115,7 +131,6 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
   const auto slot = [P](int field, int r) { return static_cast<std::size_t>(field * P + r); };
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
 
-  // Local checks, signs and valid counts (scores are read: NaN raises here).
   local_failure local;
   std::vector<std::int64_t> valid_and_sign(static_cast<std::size_t>(std::max<index_t>(B, 0)), 0);
   local.run([&] {
@@ -123,14 +138,7 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
     ::resrl::detail::check_token_weight_tensors(in);
     check_distributed_grouping(in.groups, B);
     RESRL_EXPECTS(T < (index_t{1} << 32), "hidden: ", T, " tokens per sample (at most 2^32 - 1 in a distributed call)");
-    more_checks();
-    for (index_t b = 0; b < B; ++b) {
-      std::int64_t valid = 0;
-      for (index_t t = 0; t < T; ++t)
-        valid += in.response_mask(b, t) != Mask(0) && !(in.excluded.present() && in.excluded(b, t) != 0);
-      const bool pos = ::resrl::detail::sample_total(in.scores, in.response_mask, b) > 0.0;
-      valid_and_sign[static_cast<std::size_t>(b)] = valid * 2 + (pos ? 1 : 0);
-    }
+    local_samples(valid_and_sign.data());
   });
 
   // Collective 1: batch size, H, failure, settings, grouping, compute type.
@@ -246,4 +254,4 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
   return gb;
 }
 
-}  // namespace resrl::cpu::detail
+}  // namespace resrl::detail

@@ -11,7 +11,7 @@
 #include "resrl/base/communicator.hpp"
 #include "resrl/base/error.hpp"
 
-namespace resrl::cpu::detail {
+namespace resrl::detail {
 
 class local_failure {
  public:
@@ -51,4 +51,4 @@ void agree(communicator& comm, const local_failure& local, const Parts&... what)
   local.settle<Error>(flags.data(), comm.size(), what...);
 }
 
-}  // namespace resrl::cpu::detail
+}  // namespace resrl::detail
