@@ -14,6 +14,9 @@
 //   token_weights(exec, in, params, out[, ws])
 //       synchronous: allocates on the stream when ws is empty, waits, and
 //       throws what the host backend would (non_finite_input, ...).
+//   token_weights(exec, comm, in, params, out[, ws])
+//       a batch whose groups are spread over the processes of `comm`
+//       (docs/distributed.md): collective and synchronous.
 //
 // Errors found on the device (NaN/Inf scores or hidden states, a solver
 // failure) are recorded in the device_status at cuda::status_of(ws); after
@@ -27,6 +30,7 @@ RESRL_CUDA_BEGIN_HOST_HEADERS
 #include "resrl/token_weights.hpp"
 RESRL_CUDA_END_HOST_HEADERS
 
+#include "resrl/cuda/distributed/token_weights.cuh"
 #include "resrl/cuda/token_weights.cuh"
 
 namespace resrl {
@@ -76,6 +80,37 @@ void token_weights(const cuda_executor& exec, const token_weight_inputs<Hidden, 
   cuda::detail::run_synchronously(
       exec, ws, [&] { return token_weights_workspace_size(exec, in, params); },
       [&](workspace_view w) { token_weights_async(exec, in, params, out, w); });
+}
+
+/// Workspace bytes of the distributed `token_weights` on the GPU: a
+/// collective (it gathers the batch's per-sample metadata, synchronising
+/// exec.stream). With comm.size() == 1 the single-process query.
+template <class Hidden, class Mask>
+std::size_t token_weights_workspace_size(const cuda_executor& exec, communicator& comm,
+                                         const token_weight_inputs<Hidden, Mask>& in,
+                                         const token_weight_params& params = {}) {
+  if (comm.size() == 1) return token_weights_workspace_size(exec, in, params);
+  return cuda::detail::spread_workspace_bytes(exec, comm, in, params);
+}
+
+/// Token weights of a batch spread over the processes of `comm`, on the
+/// GPU: the host overload's contract (resrl/token_weights.hpp: global batch
+/// in rank order, global group ids, results to 1e-5 / 1e-4 of one process,
+/// diagnostics of the groups held here, errors raised on every process) on
+/// device inputs and outputs. Collective and synchronous: it allocates on
+/// the stream when `ws` is empty and waits for the result.
+///
+/// The communicator's buffers may live in either memory. A device
+/// communicator (buffer_space::device, e.g. cuda::nccl_communicator) gets
+/// device buffers and must order its collectives on exec.stream (build the
+/// NCCL one on `exec`); a host one (MPI, gloo) gets host copies, with the
+/// stream synchronised around each collective (docs/distributed.md gives
+/// the volumes). comm.size() == 1 runs the single-process call.
+template <class Hidden, class Mask>
+void token_weights(const cuda_executor& exec, communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
+                   const token_weight_params& params, const token_weight_outputs& out, workspace_view ws = {}) {
+  if (comm.size() == 1) return token_weights(exec, in, params, out, ws);
+  cuda::detail::spread_token_weights(exec, comm, in, params, out, ws);
 }
 
 }  // namespace resrl

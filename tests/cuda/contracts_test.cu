@@ -357,7 +357,7 @@ TEST_CASE("orthonormalize (device step of both solvers' factors): Q^T Q = I on k
   c.b.pivots = pivots.get();
   {
     const d::handle_scope scope(g.exec());
-    d::orthonormalize(c, x.get(), rows, states.get());
+    d::orthonormalize(c, x.get(), rows, d::factor_rows::all, states.get());
   }
   g.sync();
   const std::vector<float> q_host = x.download();

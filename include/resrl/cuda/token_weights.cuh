@@ -101,8 +101,8 @@ void run_token_weights(const cuda_executor& exec, device_groups groups, const pa
     sort_segments(c, b.distances, b.distances_sorted, b.segments.negative_end);
   }
   finalize_groups_kernel<<<static_cast<unsigned>(groups.count), 256, 0, exec.stream>>>(
-      groups, b.states, b.distances_sorted, b.distances, b.negative_list, T, rules, out.weights, out.distances,
-      out.diagnostics);
+      groups, b.states, sorted_negatives{b.distances_sorted}, b.distances, b.negative_list, T, rules, out.weights,
+      out.distances, diagnostics_slots{out.diagnostics});
   RESRL_CUDA_CHECK_LAUNCH("finalize_groups_kernel");
 }
 

@@ -31,8 +31,9 @@ using ::resrl::detail::workspace_arena;
 /// host cannot see without synchronising).
 struct tw_shape {
   index_t B = 0, T = 0, H = 0, tokens = 0, G = 0;
-  index_t max_used = 0;       // bound on a group's kept positive tokens
-  index_t max_negatives = 0;  // bound on a group's negative tokens
+  index_t max_used = 0;       // bound on a group's kept positive tokens (held here)
+  index_t max_listed = 0;     // bound on a group's listed positive tokens (held here)
+  index_t max_negatives = 0;  // bound on a group's negative tokens (held here)
   index_t k_max = 0, q_max = 0;
   index_t rows = 0;      // rows of the token-side factor Z (max_used, padded)
   index_t rows_pad = 0;  // max(rows, H): rows of the double scratch factors
@@ -44,32 +45,16 @@ struct tw_shape {
 
 inline index_t round_up(index_t v, index_t m) { return (v + m - 1) / m * m; }
 
-inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, index_t max_group,
-                                   const token_weight_params& p) {
-  tw_shape s;
-  s.B = B;
-  s.T = T;
-  s.H = H;
-  s.G = G;
-  s.tokens = B * T;
-  // A weighted group has a positive and a negative sample: each side holds
-  // at most (size - 1) samples' tokens.
-  const index_t side = max_group >= 2 ? (max_group - 1) * T : 0;
-  s.max_used = std::min(p.max_positive_tokens, side);
-  s.max_negatives = side;
-  s.solve = G > 0 && H > 0 && s.max_used >= token_weight_constants::min_positive_tokens;
-  if (!s.solve) return s;
-  s.exact = p.solver == subspace_solver::exact;
-  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p), s.max_used, H);
-  s.k_max = largest.rank;
-  s.q_max = largest.sketch_columns;
+/// The rest of a shape that solves, from its row bounds and solve sizes:
+/// the limits, the staging chunk and the number of chunks per pass.
+inline void size_chunks(tw_shape& s, const token_weight_params& p) {
+  const index_t G = s.G, H = s.H;
   // The q x q steps run in one block per group (O(q^3)): bound q up front.
   RESRL_EXPECTS(s.exact || s.q_max <= tuning::max_sketch_columns, "token_weight_params: rank (", p.rank,
                 ") + oversampling (", p.oversampling, ") gives ", s.q_max,
                 " sketch columns; the CUDA backend's randomized solver takes at most ", tuning::max_sketch_columns,
                 " (lower rank or oversampling, or use the exact solver or the CPU backend, which have no such limit)");
   s.rotate = !s.exact && p.oversampling > 0;
-  s.subsample = side > p.max_positive_tokens;
   s.rows = round_up(s.max_used, 32);
   s.rows_pad = std::max(s.rows, H);
   s.staging_element = s.exact ? sizeof(double) : sizeof(float);
@@ -83,6 +68,30 @@ inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, i
   s.chunk = std::min({cap, round_up(std::max(s.max_used, s.max_negatives), 32), budget_rows});
   s.positive_chunks = ceil_div(s.max_used, s.chunk);
   s.negative_chunks = ceil_div(s.max_negatives, s.chunk);
+}
+
+inline tw_shape token_weight_shape(index_t B, index_t T, index_t H, index_t G, index_t max_group,
+                                   const token_weight_params& p) {
+  tw_shape s;
+  s.B = B;
+  s.T = T;
+  s.H = H;
+  s.G = G;
+  s.tokens = B * T;
+  // A weighted group has a positive and a negative sample: each side holds
+  // at most (size - 1) samples' tokens.
+  const index_t side = max_group >= 2 ? (max_group - 1) * T : 0;
+  s.max_used = std::min(p.max_positive_tokens, side);
+  s.max_listed = side;
+  s.max_negatives = side;
+  s.solve = G > 0 && H > 0 && s.max_used >= token_weight_constants::min_positive_tokens;
+  if (!s.solve) return s;
+  s.exact = p.solver == subspace_solver::exact;
+  const auto largest = ::resrl::detail::largest_solve(::resrl::detail::rules_of(p), s.max_used, H);
+  s.k_max = largest.rank;
+  s.q_max = largest.sketch_columns;
+  s.subsample = side > p.max_positive_tokens;
+  size_chunks(s, p);
   return s;
 }
 

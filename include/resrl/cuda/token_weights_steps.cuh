@@ -13,6 +13,11 @@
 // on uniform padded shapes (padding rows and columns are zero, so they
 // change nothing). Small per-group factorizations run one thread block per
 // group.
+//
+// In a distributed call (cuda/distributed/token_weights.cuh) the same steps
+// run on this process's rows, and `spread` sums what the rows of every
+// process contribute to: each features pass P^T Z, the Gram matrices of the
+// token-side factor, and the exact solver's P^T P.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +26,7 @@
 
 #include <cub/device/device_segmented_radix_sort.cuh>
 
+#include "resrl/cuda/distributed/collectives.cuh"
 #include "resrl/cuda/kernels/subspace.cuh"
 #include "resrl/cuda/kernels/weights.cuh"
 #include "resrl/cuda/token_weights_plan.cuh"
@@ -38,7 +44,15 @@ struct tw_context {
   tw_shape s;
   tw_buffers b;
   device_groups groups;
+  device_collectives* spread = nullptr;  // a distributed call's collectives (null: one process)
+  index_t first_sample = 0;              // global index of sample 0 (subsampling keys)
 };
+
+/// In a distributed call, data[0, count) summed over every process.
+template <class T>
+void sum_over_processes(const tw_context& c, T* data, index_t count) {
+  if (c.spread) c.spread->sum(data, count);
+}
 
 inline void sort_segments(const tw_context& c, const float* in, float* out, const std::int32_t* end) {
   std::size_t bytes = c.b.sort_bytes;
@@ -47,29 +61,48 @@ inline void sort_segments(const tw_context& c, const float* in, float* out, cons
                                                            offset_ptr{end}, 0, 32, c.stream));
 }
 
-/// Kept positive tokens of subsampling groups: the max_positive_tokens
-/// smallest (key, token) pairs (stable sort by key of the batch-ordered
-/// list), back in batch order (sort by token). Other groups' lists are
-/// outside the sorted segments and stay as they are.
-inline void subsample(const tw_context& c, std::uint64_t seed) {
+/// Subsampling, first half: the listed positive tokens of each subsampling
+/// group in (key, token) order (a stable sort by key of the batch-ordered
+/// list) in tokens_sorted, their keys in keys_sorted. The kept tokens are
+/// the first used of them (one process), or a prefix chosen with every
+/// process's keys (a distributed call).
+inline void sort_by_subsample_key(const tw_context& c, std::uint64_t seed) {
   const auto& b = c.b;
-  const dim3 grid(grid_x(c.s.max_negatives, 256), grid_y(c.s.G));  // a group lists at most max_negatives positives
-  subsample_keys_kernel<<<grid, 256, 0, c.stream>>>(b.states, c.s.G, c.s.T, seed, b.positive_list, b.keys);
+  const dim3 grid(grid_x(c.s.max_listed, 256), grid_y(c.s.G));
+  subsample_keys_kernel<<<grid, 256, 0, c.stream>>>(b.states, c.s.G, c.s.T, seed, c.first_sample,
+                                                    b.segments.subsample_end, b.positive_list, b.keys);
   RESRL_CUDA_CHECK_LAUNCH("subsample_keys_kernel");
   std::size_t bytes = b.sort_bytes;
   RESRL_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
       b.sort_temp, bytes, static_cast<const std::uint64_t*>(b.keys), b.keys_sorted,
       static_cast<const std::int32_t*>(b.positive_list), b.tokens_sorted, static_cast<int>(c.s.tokens),
       static_cast<int>(c.s.G), offset_ptr{b.segments.begin}, offset_ptr{b.segments.subsample_end}, 0, 64, c.stream));
-  bytes = b.sort_bytes;
+}
+
+/// Subsampling, second half: the kept tokens [begin, kept_end) of
+/// tokens_sorted back in batch order (sort by token) in the positive list.
+/// Other groups' lists are outside the sorted segments and stay as they are.
+inline void restore_batch_order(const tw_context& c) {
+  const auto& b = c.b;
+  std::size_t bytes = b.sort_bytes;
   RESRL_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortKeys(
       b.sort_temp, bytes, static_cast<const std::int32_t*>(b.tokens_sorted), b.positive_list,
       static_cast<int>(c.s.tokens), static_cast<int>(c.s.G), offset_ptr{b.segments.begin},
       offset_ptr{b.segments.kept_end}, 0, end_bit_of(c.s.tokens), c.stream));
 }
 
+/// Kept positive tokens of subsampling groups (one process): the
+/// max_positive_tokens smallest (key, token) pairs, in batch order.
+inline void subsample(const tw_context& c, std::uint64_t seed) {
+  sort_by_subsample_key(c, seed);
+  restore_batch_order(c);
+}
+
+/// Layer-norm statistics of every listed token held here, and the column
+/// sums of the normalised positive rows in tuning::column_slices slices
+/// (b.mean_partial).
 template <class Hidden>
-void layer_norm_statistics(const tw_context& c, const tensor3_view<const Hidden>& hidden) {
+void token_statistics(const tw_context& c, const tensor3_view<const Hidden>& hidden) {
   const auto& b = c.b;
   const index_t rows = c.s.max_used + c.s.max_negatives;
   const dim3 grid(grid_x(rows, tuning::row_block / 32), grid_y(c.s.G));
@@ -82,6 +115,13 @@ void layer_norm_statistics(const tw_context& c, const tensor3_view<const Hidden>
   column_sums_kernel<<<sums, 128, 0, c.stream>>>(hidden, b.states, c.s.G, b.positive_list, b.positive_stats,
                                                  b.mean_partial);
   RESRL_CUDA_CHECK_LAUNCH("column_sums_kernel");
+}
+
+/// Token statistics and the column mean mu of every group (one process).
+template <class Hidden>
+void layer_norm_statistics(const tw_context& c, const tensor3_view<const Hidden>& hidden) {
+  const auto& b = c.b;
+  token_statistics(c, hidden);
   column_mean_kernel<<<grid_x(c.s.G * c.s.H, 256), 256, 0, c.stream>>>(b.states, c.s.G, c.s.H, tuning::column_slices,
                                                                      b.mean_partial, b.mean);
   RESRL_CUDA_CHECK_LAUNCH("column_mean_kernel");
@@ -100,11 +140,17 @@ void stage(const tw_context& c, const tensor3_view<const Hidden>& hidden, bool n
   RESRL_CUDA_CHECK_LAUNCH("stage_rows_kernel");
 }
 
+/// Which rows of a factor a process holds: all of them (the feature-side
+/// factor, the same on every process) or its own (the token-side factor,
+/// whose Gram matrices are summed over processes).
+enum class factor_rows { all, spread };
+
 /// The columns of x (rows x q per group, ld rows) made orthonormal, in
 /// place: the Cholesky factor with column dropping of the Gram matrix, in
 /// double, twice (CholQR2); dependent or zero columns become zero columns.
 /// With `kept`, each group's count of surviving columns goes to kept[g].kept.
-inline void orthonormalize(const tw_context& c, float* x, index_t rows, group_state* kept = nullptr) {
+inline void orthonormalize(const tw_context& c, float* x, index_t rows, factor_rows held,
+                           group_state* kept = nullptr) {
   const auto& b = c.b;
   const index_t q = c.s.q_max, G = c.s.G, pad = c.s.rows_pad * q;
   const unsigned blocks = grid_x(rows * q * G, 256);
@@ -116,6 +162,7 @@ inline void orthonormalize(const tw_context& c, float* x, index_t rows, group_st
   for (int pass = 0; pass < 2; ++pass) {
     vendor::gemm_strided_batched<double>(c.blas, true, false, q, q, rows, 1.0, {from, rows, pad}, {from, rows, pad}, 0.0,
                                          {b.gram, q, q * q}, G);
+    if (held == factor_rows::spread) sum_over_processes(c, b.gram, G * q * q);
     cholesky_drop_kernel<<<static_cast<unsigned>(G), tuning::small_matrix_block, 0, c.stream>>>(
         b.gram, b.inverse, b.pivots, q, pass == 1 ? kept : nullptr);
     RESRL_CUDA_CHECK_LAUNCH("cholesky_drop_kernel");
@@ -150,6 +197,7 @@ void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hid
       vendor::gemm_strided_batched<float>(c.blas, false, false, H, q, rows_of(k), 1.0f, {staged, H, C * H},
                                           {b.z + k * C, M, M * q}, k == 0 ? 0.0f : 1.0f, {b.y, H, H * q}, G);
     }
+    sum_over_processes(c, b.y, G * H * q);
   };
   const auto tokens_pass = [&] {  // z = P y
     for (index_t k = 0; k < s.positive_chunks; ++k) {
@@ -159,12 +207,12 @@ void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hid
     }
   };
   features_pass();
-  orthonormalize(c, b.y, H);
+  orthonormalize(c, b.y, H, factor_rows::all);
   for (int it = 0; it < rules.power_iterations; ++it) {
     tokens_pass();
-    orthonormalize(c, b.z, M);
+    orthonormalize(c, b.z, M, factor_rows::spread);
     features_pass();
-    orthonormalize(c, b.y, H);
+    orthonormalize(c, b.y, H, factor_rows::all);
   }
   if (!s.rotate) return;  // basis == y
   // W = P Q; its Gram matrix W^T W in double; V = Q (top-k_g eigenvectors).
@@ -175,6 +223,7 @@ void randomized_basis(const tw_context& c, const tensor3_view<const Hidden>& hid
   RESRL_CUDA_CHECK_LAUNCH("convert_kernel");
   vendor::gemm_strided_batched<double>(c.blas, true, false, q, q, M, 1.0, {b.factor_a, M, pad}, {b.factor_a, M, pad},
                                        0.0, {b.gram, q, q * q}, G);
+  sum_over_processes(c, b.gram, G * q * q);
   top_rotation_kernel<<<static_cast<unsigned>(G), tuning::small_matrix_block, 0, c.stream>>>(
       b.gram, b.eigenvectors, b.rotations, q, s.k_max, b.states, b.top, b.status);
   RESRL_CUDA_CHECK_LAUNCH("top_rotation_kernel");
@@ -197,6 +246,7 @@ void exact_basis(const tw_context& c, const tensor3_view<const Hidden>& hidden) 
     vendor::gemm_strided_batched<double>(c.blas, false, true, H, H, rows, 1.0, {staged, H, C * H}, {staged, H, C * H},
                                          k == 0 ? 0.0 : 1.0, {b.gram_features, H, H * H}, G);
   }
+  sum_over_processes(c, b.gram_features, G * H * H);
   for (index_t g = 0; g < G; ++g)  // one call per group: cuSOLVER has no batched syevd for large n
     vendor::syevd<double>(c.solver, H, b.gram_features + g * H * H, H, b.eigenvalues + g * H, b.syevd_work,
                           b.syevd_elements, b.syevd_info + g);

@@ -66,6 +66,19 @@ inline void check_host_communicator(const communicator& comm) {
                 "needs one with buffer_space::host (MPI, gloo)");
 }
 
+/// Where and in what a process computes; every process of a call must
+/// agree (the backends make different collectives).
+enum class compute_kind : int { host_float = 4, host_double = 8, gpu_float = 16 };
+
+inline const char* describe(compute_kind k) {
+  switch (k) {
+    case compute_kind::host_float: return "float on the host";
+    case compute_kind::host_double: return "double on the host";
+    case compute_kind::gpu_float: return "float on the GPU";
+  }
+  return "an unknown way";
+}
+
 /// Per sample of the global batch, what the gather carries.
 struct sample_record {
   std::int64_t group_id;
@@ -102,108 +115,14 @@ struct global_batch {
   }
 };
 
-/// valid tokens * 2 + (1 if positive) of each local sample, read from host
-/// inputs (scores are read: a NaN or Inf raises here).
-template <class Hidden, class Mask>
-void host_sample_records(const token_weight_inputs<Hidden, Mask>& in, std::int64_t* valid_and_sign) {
-  const index_t B = in.hidden.batch, T = in.hidden.tokens;
-  for (index_t b = 0; b < B; ++b) {
-    std::int64_t valid = 0;
-    for (index_t t = 0; t < T; ++t)
-      valid += in.response_mask(b, t) != Mask(0) && !(in.excluded.present() && in.excluded(b, t) != 0);
-    const bool pos = ::resrl::detail::sample_total(in.scores, in.response_mask, b) > 0.0;
-    valid_and_sign[b] = valid * 2 + (pos ? 1 : 0);
-  }
-}
-
-/// The two collectives above. `local_samples(valid_and_sign)` fills the
-/// record of each local sample (host_sample_records, or the backend's
-/// equivalent for inputs in device memory) after the inputs' checks; local
-/// errors found up to there are raised on every process after the first
-/// collective.
-template <class Hidden, class Mask, class LocalSamples>
-global_batch gather_global_batch(communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
-                                 const token_weight_params& params, bool double_compute, LocalSamples&& local_samples) {
-  global_batch gb;
-  gb.size = comm.size();
-  gb.rank = comm.rank();
+/// Everything a process derives from the gathered records `all` (one per
+/// sample of the global batch, in global order), given gb's size, rank,
+/// features and offsets: the groups of the global batch as one process
+/// holding it would build them, their counts over every process and per
+/// process, and this process's diagnostics slots.
+inline void index_global_batch(global_batch& gb, const std::vector<sample_record>& all) {
   const int P = gb.size;
-  const auto slot = [P](int field, int r) { return static_cast<std::size_t>(field * P + r); };
-  const index_t B = in.hidden.batch, T = in.hidden.tokens;
-
-  local_failure local;
-  std::vector<std::int64_t> valid_and_sign(static_cast<std::size_t>(std::max<index_t>(B, 0)), 0);
-  local.run([&] {
-    validate(params);
-    ::resrl::detail::check_token_weight_tensors(in);
-    check_distributed_grouping(in.groups, B);
-    RESRL_EXPECTS(T < (index_t{1} << 32), "hidden: ", T, " tokens per sample (at most 2^32 - 1 in a distributed call)");
-    local_samples(valid_and_sign.data());
-  });
-
-  // Collective 1: batch size, H, failure, settings, grouping, compute type.
-  enum { f_batch, f_features, f_failed, f_params, f_grouping, f_compute, fields };
-  std::vector<double> hello(static_cast<std::size_t>(fields * P), 0.0);
-  hello[slot(f_batch, gb.rank)] = static_cast<double>(B);
-  hello[slot(f_features, gb.rank)] = static_cast<double>(in.hidden.features);
-  hello[slot(f_failed, gb.rank)] = local.flag();
-  hello[slot(f_params, gb.rank)] = params_digest(params);
-  hello[slot(f_grouping, gb.rank)] = grouping_mode(in.groups);
-  hello[slot(f_compute, gb.rank)] = double_compute ? 8.0 : 4.0;
-  comm.sum(hello.data(), hello.size());
-  local.settle(&hello[slot(f_failed, 0)], P, "failed its input checks (its own exception says why)");
-
-  int reference = -1;  // first process with a nonzero H
-  double mode = 0.0;
-  int mode_rank = -1;
-  gb.offsets.assign(static_cast<std::size_t>(P) + 1, 0);
-  for (int r = 0; r < P; ++r) {
-    const auto batch_r = static_cast<index_t>(hello[slot(f_batch, r)]);
-    const auto h = static_cast<index_t>(hello[slot(f_features, r)]);
-    gb.offsets[static_cast<std::size_t>(r) + 1] = gb.offsets[static_cast<std::size_t>(r)] + batch_r;
-    if (h != 0 && reference < 0) reference = r;
-    if (h != 0 && h != gb.features && reference != r)
-      ::resrl::detail::raise("hidden: process ", r, " has H = ", h, " features but process ", reference,
-                             " has H = ", gb.features, " (every process must hold hidden states of the same size)");
-    if (reference == r) gb.features = h;
-    RESRL_EXPECTS(hello[slot(f_params, r)] == hello[slot(f_params, 0)], "token_weight_params: process ", r,
-                  " passed other settings than process 0 (every process must pass the same ones)");
-    RESRL_EXPECTS(hello[slot(f_compute, r)] == hello[slot(f_compute, 0)], "hidden: process ", r, " computes in ",
-                  hello[slot(f_compute, r)] == 8.0 ? "double" : "float", " but process 0 in ",
-                  hello[slot(f_compute, 0)] == 8.0 ? "double" : "float",
-                  " (double hidden states on every process, or float/half/bfloat16 on every process)");
-    const double m = hello[slot(f_grouping, r)];
-    if (m == 0.0) continue;
-    if (mode_rank < 0) {
-      mode = m;
-      mode_rank = r;
-    }
-    RESRL_EXPECTS(m == mode, "grouping: process ", r, " gives ",
-                  m < 0 ? "group ids" : "rollout_n = ", m < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(m)),
-                  " but process ", mode_rank, " gives ", mode < 0 ? "group ids" : "rollout_n = ",
-                  mode < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(mode)),
-                  " (every process must group the same way)");
-  }
-  const index_t total = gb.offsets.back();
-  RESRL_EXPECTS(total < (index_t{1} << 31), "global batch of ", total,
-                " samples (at most 2^31 - 1 in a distributed call)");
-  const auto rollout_n = static_cast<index_t>(mode);
-  RESRL_EXPECTS(mode <= 0.0 || total % rollout_n == 0, "grouping: global batch size ", total,
-                " is not a multiple of rollout_n = ", rollout_n);
-
-  // Collective 2: one record per sample, in global order.
-  std::vector<sample_record> mine(static_cast<std::size_t>(std::max<index_t>(B, 0)));
-  for (index_t b = 0; b < B; ++b)
-    mine[static_cast<std::size_t>(b)] = {in.groups.ids.present() ? in.groups.ids[b] : (gb.first() + b) / rollout_n,
-                                         valid_and_sign[static_cast<std::size_t>(b)]};
-  std::vector<sample_record> all(static_cast<std::size_t>(total));
-  std::vector<std::size_t> bytes(static_cast<std::size_t>(P));
-  for (int r = 0; r < P; ++r)
-    bytes[static_cast<std::size_t>(r)] = static_cast<std::size_t>(gb.offsets[static_cast<std::size_t>(r) + 1] -
-                                                                  gb.offsets[static_cast<std::size_t>(r)]) *
-                                         sizeof(sample_record);
-  comm.gather(mine.data(), mine.size() * sizeof(sample_record), all.data(), bytes.data());
-
+  const auto total = static_cast<index_t>(all.size());
   gb.ids.resize(all.size());
   gb.positive.resize(all.size());
   gb.valid_tokens.resize(all.size());
@@ -247,10 +166,117 @@ global_batch gather_global_batch(communicator& comm, const token_weight_inputs<H
     }
   }
   // This process's groups in its own order of first appearance.
+  const index_t B = gb.offsets[static_cast<std::size_t>(gb.rank) + 1] - gb.first();
   for (index_t b = 0; b < B; ++b) {
     auto& s = gb.local_slot[static_cast<std::size_t>(group_of[static_cast<std::size_t>(gb.first() + b)])];
     if (s < 0) s = gb.local_groups++;
   }
+}
+
+/// valid tokens * 2 + (1 if positive) of each local sample, read from host
+/// inputs (scores are read: a NaN or Inf raises here).
+template <class Hidden, class Mask>
+void host_sample_records(const token_weight_inputs<Hidden, Mask>& in, std::int64_t* valid_and_sign) {
+  const index_t B = in.hidden.batch, T = in.hidden.tokens;
+  for (index_t b = 0; b < B; ++b) {
+    std::int64_t valid = 0;
+    for (index_t t = 0; t < T; ++t)
+      valid += in.response_mask(b, t) != Mask(0) && !(in.excluded.present() && in.excluded(b, t) != 0);
+    const bool pos = ::resrl::detail::sample_total(in.scores, in.response_mask, b) > 0.0;
+    valid_and_sign[b] = valid * 2 + (pos ? 1 : 0);
+  }
+}
+
+/// The two collectives above. `local_samples(valid_and_sign)` fills the
+/// record of each local sample (host_sample_records, or the backend's
+/// equivalent for inputs in device memory) after the inputs' checks; local
+/// errors found up to there are raised on every process after the first
+/// collective.
+template <class Hidden, class Mask, class LocalSamples>
+global_batch gather_global_batch(communicator& comm, const token_weight_inputs<Hidden, Mask>& in,
+                                 const token_weight_params& params, compute_kind compute, LocalSamples&& local_samples) {
+  global_batch gb;
+  gb.size = comm.size();
+  gb.rank = comm.rank();
+  const int P = gb.size;
+  const auto slot = [P](int field, int r) { return static_cast<std::size_t>(field * P + r); };
+  const index_t B = in.hidden.batch, T = in.hidden.tokens;
+
+  local_failure local;
+  std::vector<std::int64_t> valid_and_sign(static_cast<std::size_t>(std::max<index_t>(B, 0)), 0);
+  local.run([&] {
+    validate(params);
+    ::resrl::detail::check_token_weight_tensors(in);
+    check_distributed_grouping(in.groups, B);
+    RESRL_EXPECTS(T < (index_t{1} << 32), "hidden: ", T, " tokens per sample (at most 2^32 - 1 in a distributed call)");
+    local_samples(valid_and_sign.data());
+  });
+
+  // Collective 1: batch size, H, failure, settings, grouping, compute type.
+  enum { f_batch, f_features, f_failed, f_params, f_grouping, f_compute, fields };
+  std::vector<double> hello(static_cast<std::size_t>(fields * P), 0.0);
+  hello[slot(f_batch, gb.rank)] = static_cast<double>(B);
+  hello[slot(f_features, gb.rank)] = static_cast<double>(in.hidden.features);
+  hello[slot(f_failed, gb.rank)] = local.flag();
+  hello[slot(f_params, gb.rank)] = params_digest(params);
+  hello[slot(f_grouping, gb.rank)] = grouping_mode(in.groups);
+  hello[slot(f_compute, gb.rank)] = static_cast<double>(compute);
+  comm.sum(hello.data(), hello.size());
+  local.settle(&hello[slot(f_failed, 0)], P, "failed its input checks (its own exception says why)");
+
+  int reference = -1;  // first process with a nonzero H
+  double mode = 0.0;
+  int mode_rank = -1;
+  gb.offsets.assign(static_cast<std::size_t>(P) + 1, 0);
+  for (int r = 0; r < P; ++r) {
+    const auto batch_r = static_cast<index_t>(hello[slot(f_batch, r)]);
+    const auto h = static_cast<index_t>(hello[slot(f_features, r)]);
+    gb.offsets[static_cast<std::size_t>(r) + 1] = gb.offsets[static_cast<std::size_t>(r)] + batch_r;
+    if (h != 0 && reference < 0) reference = r;
+    if (h != 0 && h != gb.features && reference != r)
+      ::resrl::detail::raise("hidden: process ", r, " has H = ", h, " features but process ", reference,
+                             " has H = ", gb.features, " (every process must hold hidden states of the same size)");
+    if (reference == r) gb.features = h;
+    RESRL_EXPECTS(hello[slot(f_params, r)] == hello[slot(f_params, 0)], "token_weight_params: process ", r,
+                  " passed other settings than process 0 (every process must pass the same ones)");
+    RESRL_EXPECTS(hello[slot(f_compute, r)] == hello[slot(f_compute, 0)], "hidden: process ", r, " computes in ",
+                  describe(static_cast<compute_kind>(hello[slot(f_compute, r)])), " but process 0 in ",
+                  describe(static_cast<compute_kind>(hello[slot(f_compute, 0)])),
+                  " (one backend on every process, with double hidden states on every process or float/half/bfloat16 "
+                  "on every process)");
+    const double m = hello[slot(f_grouping, r)];
+    if (m == 0.0) continue;
+    if (mode_rank < 0) {
+      mode = m;
+      mode_rank = r;
+    }
+    RESRL_EXPECTS(m == mode, "grouping: process ", r, " gives ",
+                  m < 0 ? "group ids" : "rollout_n = ", m < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(m)),
+                  " but process ", mode_rank, " gives ", mode < 0 ? "group ids" : "rollout_n = ",
+                  mode < 0 ? "" : ::resrl::detail::concat(static_cast<index_t>(mode)),
+                  " (every process must group the same way)");
+  }
+  const index_t total = gb.offsets.back();
+  RESRL_EXPECTS(total < (index_t{1} << 31), "global batch of ", total,
+                " samples (at most 2^31 - 1 in a distributed call)");
+  const auto rollout_n = static_cast<index_t>(mode);
+  RESRL_EXPECTS(mode <= 0.0 || total % rollout_n == 0, "grouping: global batch size ", total,
+                " is not a multiple of rollout_n = ", rollout_n);
+
+  // Collective 2: one record per sample, in global order.
+  std::vector<sample_record> mine(static_cast<std::size_t>(std::max<index_t>(B, 0)));
+  for (index_t b = 0; b < B; ++b)
+    mine[static_cast<std::size_t>(b)] = {in.groups.ids.present() ? in.groups.ids[b] : (gb.first() + b) / rollout_n,
+                                         valid_and_sign[static_cast<std::size_t>(b)]};
+  std::vector<sample_record> all(static_cast<std::size_t>(total));
+  std::vector<std::size_t> bytes(static_cast<std::size_t>(P));
+  for (int r = 0; r < P; ++r)
+    bytes[static_cast<std::size_t>(r)] = static_cast<std::size_t>(gb.offsets[static_cast<std::size_t>(r) + 1] -
+                                                                  gb.offsets[static_cast<std::size_t>(r)]) *
+                                         sizeof(sample_record);
+  comm.gather(mine.data(), mine.size() * sizeof(sample_record), all.data(), bytes.data());
+
+  index_global_batch(gb, all);
   return gb;
 }
 

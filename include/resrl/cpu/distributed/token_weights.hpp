@@ -251,7 +251,9 @@ void weigh_spread_group(communicator& comm, int threads, const tensor3_view<cons
 }
 
 template <class Hidden>
-constexpr bool double_compute = std::is_same_v<compute_t<Hidden>, double>;
+constexpr ::resrl::detail::compute_kind compute_kind_of =
+    std::is_same_v<compute_t<Hidden>, double> ? ::resrl::detail::compute_kind::host_double
+                                              : ::resrl::detail::compute_kind::host_float;
 
 }  // namespace detail
 
@@ -263,7 +265,7 @@ std::size_t token_weights_workspace_size(const host_executor& exec, communicator
                                          const token_weight_params& params) {
   detail::check_host_communicator(comm);
   if (comm.size() == 1) return ::resrl::cpu::token_weights_workspace_size(exec, in, params);
-  const auto gb = detail::gather_global_batch(comm, in, params, detail::double_compute<Hidden>,
+  const auto gb = detail::gather_global_batch(comm, in, params, detail::compute_kind_of<Hidden>,
                                               [&](std::int64_t* records) { detail::host_sample_records(in, records); });
   detail::workspace_arena measure;
   detail::carve_spread_plan<detail::compute_t<Hidden>>(measure, gb, exec, in, params);
@@ -279,7 +281,7 @@ void token_weights(const host_executor& exec, communicator& comm, const token_we
   detail::check_host_communicator(comm);
   if (comm.size() == 1) return ::resrl::cpu::token_weights(exec, in, params, out, ws);
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
-  const auto gb = detail::gather_global_batch(comm, in, params, detail::double_compute<Hidden>,
+  const auto gb = detail::gather_global_batch(comm, in, params, detail::compute_kind_of<Hidden>,
                                               [&](std::int64_t* records) {
                                                 ::resrl::detail::check_token_weight_outputs(out, B, T);
                                                 detail::host_sample_records(in, records);

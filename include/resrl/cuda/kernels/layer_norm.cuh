@@ -64,7 +64,7 @@ __global__ void row_stats_kernel(tensor3_view<const Hidden> hidden, group_state*
        row += static_cast<index_t>(gridDim.x) * warps_per_block) {
     const bool is_positive = row < rows.max_used;
     const index_t i = is_positive ? row : row - rows.max_used;
-    if (i >= (is_positive ? s.used : s.negatives)) continue;  // uniform in the warp
+    if (i >= (is_positive ? s.rows : s.negatives)) continue;  // uniform in the warp
     const index_t token = (is_positive ? rows.positive_list : rows.negative_list)[s.segment + i];
     const Hidden* x = hidden.row(token / T, token % T);
     double sum = 0.0;
@@ -104,7 +104,7 @@ __global__ void column_sums_kernel(tensor3_view<const Hidden> hidden, const grou
   if (g >= group_count || h >= H) return;
   const group_state& s = states[g];
   double sum = 0.0;
-  for (index_t r = slice; r < s.used; r += slices) {
+  for (index_t r = slice; r < s.rows; r += slices) {
     const index_t token = positive_list[s.segment + r];
     const row_stats st = positive_stats[s.segment + r];
     if (st.rstd == 0.0f) continue;
@@ -113,7 +113,8 @@ __global__ void column_sums_kernel(tensor3_view<const Hidden> hidden, const grou
   partial[(g * slices + slice) * H + h] = sum;
 }
 
-/// mu = (sum of the slices, in slice order) / used, in fp32.
+/// mu = (sum of the slices, in slice order) / used, in fp32 (used: the
+/// group's positive rows over every process).
 template <int = 0>
 __global__ void column_mean_kernel(const group_state* states, index_t group_count, index_t features, index_t slices,
                                    const double* partial, float* mean) {
@@ -131,7 +132,7 @@ __global__ void column_mean_kernel(const group_state* states, index_t group_coun
 struct stage_source {
   const std::int32_t* list = nullptr;  // positive or negative token list
   const row_stats* stats = nullptr;    // their statistics
-  bool negative = false;               // rows: s.negatives (else s.used); also takes ||h||^2
+  bool negative = false;               // rows: s.negatives (else s.rows); also takes ||h||^2
 };
 
 /// One warp per staging row i of group g (rows first + i of the group's
@@ -154,7 +155,7 @@ __global__ void stage_rows_kernel(tensor3_view<const Hidden> hidden, const group
        i += static_cast<index_t>(gridDim.x) * warps_per_block) {
     Out* row = out + (g * chunk + i) * H;
     const index_t r = first + i;
-    const index_t count = src.negative ? s.negatives : s.used;
+    const index_t count = src.negative ? s.negatives : s.rows;
     row_stats st{0.0f, 0.0f, 1.0f};
     index_t token = 0;
     if (r < count) {

@@ -8,9 +8,10 @@
 namespace resrl::cuda::detail {
 
 /// The Gaussian test matrix of the randomized solver, written into the
-/// token-side factor Z (rows x cols per group, ld rows): entry (i, j) =
-/// random_normal(seed, sketch, group id, j * used + i) for i < used and
-/// j < q_g, as on the host; 0 elsewhere (padding rows and columns).
+/// token-side factor Z (rows x cols per group, ld rows): row i holds row
+/// row0 + i of the group's used x q_g sketch, entry (r, j) =
+/// random_normal(seed, sketch, group id, j * used + r) as on the host, for
+/// i < rows (the rows held here); 0 elsewhere (padding rows and columns).
 template <int = 0>
 __global__ void sketch_kernel(device_groups groups, const group_state* states, std::uint64_t seed, index_t rows,
                               index_t cols, float* z) {
@@ -24,8 +25,8 @@ __global__ void sketch_kernel(device_groups groups, const group_state* states, s
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < rows;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     for (index_t j = 0; j < cols; ++j) {
-      const bool inside = i < s.used && j < s.sketch;
-      const auto draw = static_cast<std::uint64_t>(j * s.used + i);
+      const bool inside = i < s.rows && j < s.sketch;
+      const auto draw = static_cast<std::uint64_t>(j * s.used + s.row0 + i);
       out[i + j * rows] = inside ? random_normal(seed, random_stream::sketch, key, draw) : 0.0f;
     }
   }

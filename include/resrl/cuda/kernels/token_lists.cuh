@@ -19,8 +19,12 @@ namespace resrl::cuda::detail {
 /// Per-group state of a token-weight call, written by group_counts_kernel.
 struct group_state {
   ::resrl::detail::group_counts counts;  // samples and valid tokens by sign
-  std::int32_t used = 0;       // positive rows of the solve (0 when skipped)
-  std::int32_t negatives = 0;  // negative rows weighted (0 when skipped)
+  std::int32_t used = 0;       // positive rows of the solve (0 when skipped), over every process
+  // Of them, the rows this process holds: [row0, row0 + rows) of the group's
+  // kept order (a distributed call; one process holds all: rows == used).
+  std::int32_t rows = 0;
+  std::int32_t row0 = 0;
+  std::int32_t negatives = 0;  // negative rows weighted here (0 when skipped)
   std::int32_t rank = 0;       // k_g (0 when skipped)
   std::int32_t sketch = 0;     // q_g: sketch columns of the randomized solver
   std::int32_t skipped = 0;    // a skip_reason
@@ -116,6 +120,7 @@ __global__ void group_counts_kernel(device_groups groups, ::resrl::detail::token
   s.segment = static_cast<std::int32_t>(groups.begin(g) * tokens);
   if (d.weighted()) {
     s.used = static_cast<std::int32_t>(d.positive_tokens_used);
+    s.rows = s.used;
     s.negatives = static_cast<std::int32_t>(c.negative_tokens);
     s.rank = static_cast<std::int32_t>(d.rank);
     s.sketch = static_cast<std::int32_t>(d.sketch_columns);
@@ -155,23 +160,28 @@ __global__ void __launch_bounds__(Block)
 }
 
 /// Subsampling keys (spec §3 step 2): random_bits(seed, positive_subsample,
-/// b, t) for every listed positive token of a group that keeps only
-/// max_positive_tokens. The kept tokens are those with the smallest
-/// (key, token) pairs: a stable segmented sort by key, then by token.
+/// first + b, t) for every listed positive token of a group that keeps only
+/// max_positive_tokens (segments [begin, subsample_end); `first`: the global
+/// index of sample 0, nonzero in a distributed call). The kept tokens are
+/// those with the smallest (key, token) pairs: a stable segmented sort by
+/// key, then by token.
 template <int = 0>
 __global__ void subsample_keys_kernel(const group_state* states, index_t group_count, index_t tokens,
-                                      std::uint64_t seed, const std::int32_t* positive_list, std::uint64_t* keys) {
+                                      std::uint64_t seed, index_t first, const std::int32_t* subsample_end,
+                                      const std::int32_t* positive_list, std::uint64_t* keys) {
   using ::resrl::detail::random_bits;
   using ::resrl::detail::random_stream;
   const index_t g = blockIdx.y;
   if (g >= group_count) return;
   const group_state& s = states[g];
   if (!s.subsampled) return;
-  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < s.counts.positive_tokens;
+  const index_t listed = subsample_end[g] - s.segment;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < listed;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const auto token = static_cast<std::uint64_t>(positive_list[s.segment + i]);
-    keys[s.segment + i] = random_bits(seed, random_stream::positive_subsample, token / static_cast<std::uint64_t>(tokens),
-                                      token % static_cast<std::uint64_t>(tokens));
+    const auto sample = static_cast<std::uint64_t>(first) + token / static_cast<std::uint64_t>(tokens);
+    keys[s.segment + i] =
+        random_bits(seed, random_stream::positive_subsample, sample, token % static_cast<std::uint64_t>(tokens));
   }
 }
 

@@ -1,0 +1,99 @@
+// The collectives of a distributed CUDA call on the trainer's communicator,
+// whichever memory it moves. A device communicator (NCCL, buffers in device
+// memory) takes the call's device buffers as they are, its collectives
+// enqueued on the call's stream. A host communicator (MPI, gloo) takes host
+// copies: the stream is synchronised, the collective runs on the host and
+// the result is copied back. The call's host-side steps (the batch's
+// metadata, agreeing on failures) go the other way through host_collectives.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "resrl/base/communicator.hpp"
+#include "resrl/cuda/error.cuh"
+#include "resrl/cuda/workspace.cuh"
+
+namespace resrl::cuda::detail {
+
+inline void copy_on(cudaStream_t stream, void* to, const void* from, std::size_t bytes, cudaMemcpyKind kind) {
+  if (bytes > 0) RESRL_CUDA_CHECK(cudaMemcpyAsync(to, from, bytes, kind, stream));
+}
+
+/// Collectives on device buffers, ordered on `stream`.
+class device_collectives {
+ public:
+  device_collectives(communicator& comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
+
+  void sum(float* data, index_t count) { sum_of(data, count); }
+  void sum(double* data, index_t count) { sum_of(data, count); }
+
+  /// recv <- every process's send, in rank order (recv_bytes: host memory,
+  /// one count per process).
+  void gather(const void* send, std::size_t send_bytes, void* recv, const std::size_t* recv_bytes) {
+    if (comm_.space() == buffer_space::device) return comm_.gather(send, send_bytes, recv, recv_bytes);
+    std::size_t total = 0;
+    for (int r = 0; r < comm_.size(); ++r) total += recv_bytes[r];
+    std::vector<unsigned char> mine(send_bytes), all(total);
+    copy_on(stream_, mine.data(), send, send_bytes, cudaMemcpyDeviceToHost);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    comm_.gather(mine.data(), send_bytes, all.data(), recv_bytes);
+    copy_on(stream_, recv, all.data(), total, cudaMemcpyHostToDevice);  // pageable: returns once the source is staged
+  }
+
+ private:
+  template <class T>
+  void sum_of(T* data, index_t count) {
+    const auto n = static_cast<std::size_t>(count);
+    if (comm_.space() == buffer_space::device) return comm_.sum(data, n);
+    std::vector<T> host(n);
+    copy_on(stream_, host.data(), data, n * sizeof(T), cudaMemcpyDeviceToHost);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    comm_.sum(host.data(), n);
+    copy_on(stream_, data, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  }
+
+  communicator& comm_;
+  cudaStream_t stream_;
+};
+
+/// A host communicator over any communicator: host buffers go through
+/// device copies on `stream` (synchronised) when the communicator moves
+/// device memory, and straight to it otherwise.
+class host_collectives final : public communicator {
+ public:
+  host_collectives(communicator& comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
+
+  int rank() const override { return comm_.rank(); }
+  int size() const override { return comm_.size(); }
+  buffer_space space() const override { return buffer_space::host; }
+  void sum(float* data, std::size_t count) override { sum_of(data, count); }
+  void sum(double* data, std::size_t count) override { sum_of(data, count); }
+
+  void gather(const void* send, std::size_t send_bytes, void* recv, const std::size_t* recv_bytes) override {
+    if (comm_.space() == buffer_space::host) return comm_.gather(send, send_bytes, recv, recv_bytes);
+    std::size_t total = 0;
+    for (int r = 0; r < comm_.size(); ++r) total += recv_bytes[r];
+    const stream_buffer mine(send_bytes, stream_), all(total, stream_);
+    copy_on(stream_, mine.view().data, send, send_bytes, cudaMemcpyHostToDevice);
+    comm_.gather(mine.view().data, send_bytes, all.view().data, recv_bytes);
+    copy_on(stream_, recv, all.view().data, total, cudaMemcpyDeviceToHost);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  template <class T>
+  void sum_of(T* data, std::size_t count) {
+    if (comm_.space() == buffer_space::host) return comm_.sum(data, count);
+    const stream_buffer staged(count * sizeof(T), stream_);
+    copy_on(stream_, staged.view().data, data, count * sizeof(T), cudaMemcpyHostToDevice);
+    comm_.sum(static_cast<T*>(staged.view().data), count);
+    copy_on(stream_, data, staged.view().data, count * sizeof(T), cudaMemcpyDeviceToHost);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  communicator& comm_;
+  cudaStream_t stream_;
+};
+
+}  // namespace resrl::cuda::detail
