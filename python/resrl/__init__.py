@@ -20,6 +20,7 @@ a TypeError names an argument of an unsupported type. The settings and
 formulas are those of the C++ library (README.md, docs/spec.md).
 """
 
+from contextlib import nullcontext
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -157,8 +158,13 @@ def token_weights(
     in rank order, and its weights are those of the whole groups; the call is
     collective (every process makes it, with its own rows, possibly none),
     group ids are global and `rollout_n` counts in the concatenated batch.
-    Host arrays only (the CUDA backend has no distributed path yet).
-    Diagnostics: one record per group present here, with whole-group values.
+    Host or CUDA arrays, the same kind on every process. With CUDA arrays
+    the communicator gets torch CUDA tensors of the library's device buffers
+    when it takes them (TorchCommunicator on an NCCL group), else host
+    buffers that the library stages (resrl.distributed.buffer_space says
+    which); its device collectives run on `stream`, made torch's current
+    stream for the call. Diagnostics: one record per group present here,
+    with whole-group values.
     """
     hidden, mask, excluded = exportable(hidden), exportable(mask), exportable(excluded)
     scores = as_vector(scores, "float32", "scores")
@@ -188,10 +194,12 @@ def token_weights(
     if diagnostics:
         group_count = _resrl.count_groups(groups, rollout_n or 0, batch)
         records = empty(hidden, (group_count * GROUP_DIAGNOSTICS_DTYPE.itemsize,), "uint8")
-    _resrl.token_weights(
-        hidden, mask, scores, groups, rollout_n or 0, excluded, params, weights, distance_out, records, threads,
-        stream_of(hidden, stream), comm,
-    )
+    stream = stream_of(hidden, stream)
+    with distributed._on_call_stream(hidden, stream) if comm is not None else nullcontext():
+        _resrl.token_weights(
+            hidden, mask, scores, groups, rollout_n or 0, excluded, params, weights, distance_out, records, threads,
+            stream, comm,
+        )
     if records is not None:
         records = host_numpy(records).view(GROUP_DIAGNOSTICS_DTYPE)
     return TokenWeights(weights, records, distance_out)

@@ -178,9 +178,10 @@ def token_weights(
     float32 tensor on hidden's device. Weights are constants of the loss: no
     gradient flows to hidden. groups: host int64 tensor of prompt ids.
     comm: the processes sharing the batch's groups (a torch.distributed
-    process group or a resrl.distributed.Communicator; host tensors only):
-    a collective call, eager on every torch (a collective is no operator
-    that torch.compile could trace)."""
+    process group or a resrl.distributed.Communicator; CPU or CUDA tensors,
+    on torch's current stream as without comm): a collective call, eager on
+    every torch (a collective is no operator that torch.compile could
+    trace)."""
     settings = dict(rank=rank, max_positive_tokens=max_positive_tokens, quantile_low=quantile_low,
                     quantile_high=quantile_high, min_weight=min_weight, solver=solver,
                     power_iterations=power_iterations, oversampling=oversampling, seed=seed, gemm=gemm)

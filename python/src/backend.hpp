@@ -29,8 +29,8 @@ struct token_weights_args {
   array_ref diagnostics;  ///< bytes for diagnostics_count group_diagnostics, or absent
   index_t rollout_n = 0;
   token_weight_params params;
-  /// The processes that share the batch's groups (host buffers), or null:
-  /// this process holds whole groups.
+  /// The processes that share the batch's groups (host or device buffers,
+  /// python_communicator.hpp), or null: this process holds whole groups.
   communicator* comm = nullptr;
 };
 

@@ -2,12 +2,12 @@
 // library's views from the array arguments, pick the element types, call.
 // Included by the host translation unit (Eigen's 16-bit types) and the CUDA
 // one (nvcc, __half / __nv_bfloat16). A Backend gives its 16-bit types,
-// whether it takes double hidden states, whether it has the distributed
-// token weights (a communicator), `run(execution, f)`, which calls f
+// whether it takes double hidden states, `run(execution, f)`, which calls f
 // with the backend's executor, and `workspace(bytes)`, the token-weight
-// workspace (`bytes()` is its size query). Include the backend's facade
-// (resrl/resrl.hpp or resrl/resrl.cuh) first: the calls are named qualified,
-// so they must be declared before this header.
+// workspace (`bytes()` is its size query, a collective with a
+// communicator). Token weights take a communicator on both backends.
+// Include the backend's facade (resrl/resrl.hpp or resrl/resrl.cuh) first:
+// the calls are named qualified, so they must be declared before this header.
 #pragma once
 
 #include "backend.hpp"
@@ -47,15 +47,12 @@ void run_token_weights(const token_weights_args& a, const execution& e) {
       in.groups = grouping_of(a.groups, a.rollout_n);
       in.excluded = excluded_of(a.excluded);
       Backend::run(e, [&](const auto& exec) {
-        if constexpr (Backend::distributed) {
-          if (a.comm != nullptr) {  // both calls are collective: every process makes them
-            const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, *a.comm, in, a.params); };
-            ::resrl::token_weights(exec, *a.comm, in, a.params, out, Backend::workspace(bytes));
-            return;
-          }
-        } else {
-          RESRL_EXPECTS(a.comm == nullptr, "comm: the ", Backend::name,
-                        " backend has no token weights across processes (host arrays only)");
+        if (a.comm != nullptr) {
+          // Collective, the size query too: every process of the communicator makes the same calls, so every
+          // process must run the same backend (a backend whose workspace() does not query skips it).
+          const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, *a.comm, in, a.params); };
+          ::resrl::token_weights(exec, *a.comm, in, a.params, out, Backend::workspace(bytes));
+          return;
         }
         const auto bytes = [&] { return ::resrl::token_weights_workspace_size(exec, in, a.params); };
         ::resrl::token_weights(exec, in, a.params, out, Backend::workspace(bytes));

@@ -1,7 +1,9 @@
 // The CUDA backend of the extension module: the calls of calls.hpp on a
 // cuda_executor, compiled by nvcc. Every call runs on the caller's stream on
 // the arrays' device and is the library's synchronous form: it waits for
-// that stream and throws what the host backend would.
+// that stream and throws what the host backend would. Token weights take a
+// communicator too (python_communicator.hpp: host buffers, which the library
+// stages through host copies, or device buffers on the call's stream).
 #include <unordered_map>
 
 #include "resrl/resrl.cuh"  // before calls.hpp, which names its calls
@@ -40,7 +42,6 @@ struct on_cuda {
   using half = __half;
   using bfloat16 = __nv_bfloat16;
   static constexpr bool double_hidden = false;
-  static constexpr bool distributed = false;  // the library's distributed token weights are host-only
   static constexpr const char* name = "CUDA";
   static constexpr const char* hidden_types = "float32, float16 or bfloat16";
 
@@ -53,7 +54,9 @@ struct on_cuda {
   }
 
   /// None: the synchronous calls allocate it on the stream (cudaMallocAsync,
-  /// from the device's stream-ordered pool).
+  /// from the device's stream-ordered pool). The size query is never made:
+  /// the distributed call then sizes its own workspace after its metadata
+  /// exchange, without the query's collectives.
   template <class Bytes>
   static workspace_view workspace(Bytes&&) {
     return {};

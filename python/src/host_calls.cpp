@@ -14,7 +14,6 @@ struct on_host {
   using half = Eigen::half;
   using bfloat16 = Eigen::bfloat16;
   static constexpr bool double_hidden = true;
-  static constexpr bool distributed = true;
   static constexpr const char* name = "CPU";
   static constexpr const char* hidden_types = "float32, float64, float16 or bfloat16";
 

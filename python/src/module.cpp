@@ -137,6 +137,12 @@ std::pair<const backend*, execution> backend_for(std::initializer_list<const arr
   return {cuda, execution{threads, stream, first.device_id}};
 }
 
+/// The CUDA device of an array, or none for host memory.
+std::optional<int> cuda_device_of(const array_ref& a) {
+  if (a.memory == memory_kind::host) return std::nullopt;
+  return a.device_id;
+}
+
 template <class Args, class Result>
 Result run_released(Result (*call)(const Args&, const execution&), const Args& args, const execution& e) {
   nb::gil_scoped_release release;
@@ -370,16 +376,22 @@ NB_MODULE(_resrl, m) {
         const auto [calls, e] = backend_for(
             {&a.hidden, &a.mask, &a.scores, &a.excluded, &a.weights, &a.distances, &a.diagnostics}, threads, stream);
         std::optional<python_communicator> processes;
-        if (!comm.is_none()) {
-          RESRL_EXPECTS(a.hidden.memory == memory_kind::host, "comm: token weights across processes run on the "
-                        "host backend only, but hidden is in ", where(a.hidden),
-                        " (the CUDA backend has no distributed path yet): pass host arrays (e.g. .cpu())");
-          a.comm = &processes.emplace(comm);
-        }
+        if (!comm.is_none()) a.comm = &processes.emplace(comm, cuda_device_of(a.hidden));
         run_released(calls->token_weights, a, e);
       },
       "hidden"_a, "mask"_a, "scores"_a, "groups"_a.none(), "rollout_n"_a, "excluded"_a.none(), "params"_a,
       "weights"_a, "distances"_a.none(), "diagnostics"_a.none(), "threads"_a, "stream"_a, "comm"_a.none());
+
+  m.def(
+      "communicator_space",
+      [](nb::handle comm, bool cuda_arrays) {
+        const python_communicator processes(comm, cuda_arrays ? std::optional<int>(0) : std::nullopt);
+        return processes.space() == buffer_space::device ? "device" : "host";
+      },
+      "comm"_a, "cuda_arrays"_a,
+      "The buffers token_weights(comm=comm) hands the communicator: \"host\" (sum/gather on NumPy arrays) or "
+      "\"device\" (sum_device/gather_device on torch CUDA tensors), for host or CUDA arrays. Raises what the call "
+      "would for a malformed communicator.");
 
   m.def(
       "grpo_advantages",

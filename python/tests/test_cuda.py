@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 import resrl  # noqa: E402
 import resrl.torch  # noqa: E402
 import transcription  # noqa: E402
-from conftest import OneProcess, make_batch  # noqa: E402
+from conftest import make_batch  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
@@ -110,12 +110,3 @@ def test_device_errors_name_the_argument():
     with pytest.raises(TypeError, match="hidden: hidden states of type float64 are not supported by the CUDA"):
         resrl.token_weights(hidden.double().cuda(), torch.tensor(b.mask).cuda(), torch.tensor(b.scores).cuda(),
                             b.groups)
-
-
-def test_comm_with_device_arrays_is_refused():
-    """The distributed token weights are host-only: CUDA arrays with comm=
-    raise (no silent copy to the host)."""
-    b, hidden, _ = cuda_batch()
-    with pytest.raises(resrl.InvalidArgument, match="comm: token weights across processes run on the host backend"):
-        resrl.token_weights(hidden.cuda(), torch.tensor(b.mask).cuda(), torch.tensor(b.scores).cuda(), b.groups,
-                            rank=4, comm=OneProcess())

@@ -106,23 +106,21 @@ def reweight_advantages(
     rows of a group in all their micro-batches are weighted as one group
     (docs/integrations.md). uids are then hashed to ids every process shares
     (`global_group_ids`); `rollout_n` counts in the processes' micro-batches
-    concatenated in rank order. The library's distributed path is its host
-    backend: CUDA inputs are copied to the host for the weights (B x R x H
-    states per call) and the weights copied back.
+    concatenated in rank order. CUDA inputs stay on the device: on an NCCL
+    group the collectives move the library's device buffers; on a gloo
+    group the library stages each collective's buffers through the host
+    (resrl.distributed.buffer_space), never the B x R x H states.
     """
     if uid is None and rollout_n is None:
         raise ValueError("reweight_advantages: pass uid (the prompt ids) or rollout_n")
     scores = token_level_scores.detach().to(torch.float32)
-    hidden, mask, weight_scores = hidden_states.detach(), response_mask, scores
     comm = resrl.distributed.as_communicator(process_group)
-    if comm is None:
-        groups = None if uid is None else group_ids(uid)
+    if uid is None:
+        groups = None
     else:
-        groups = None if uid is None else global_group_ids(uid)
-        # Explicit host copies: the distributed token weights run on the host backend only.
-        hidden, mask, weight_scores = hidden.cpu(), mask.cpu(), scores.cpu()
+        groups = group_ids(uid) if comm is None else global_group_ids(uid)
     result = resrl.token_weights(
-        hidden, mask, weight_scores, groups, rollout_n, rank=svd_rank,
+        hidden_states.detach(), response_mask, scores, groups, rollout_n, rank=svd_rank,
         max_positive_tokens=svd_max_pos_tokens, quantile_low=svd_quantile_low, quantile_high=svd_quantile_high,
         min_weight=svd_min_weight, comm=comm, **token_weight_settings)
     threads = token_weight_settings.get("threads", 0)
