@@ -20,10 +20,20 @@ inline void copy_on(cudaStream_t stream, void* to, const void* from, std::size_t
   if (bytes > 0) RESRL_CUDA_CHECK(cudaMemcpyAsync(to, from, bytes, kind, stream));
 }
 
-/// Collectives on device buffers, ordered on `stream`.
+/// Collectives on device buffers, ordered on `stream`. With a host
+/// communicator every collective synchronises the stream twice: before it
+/// (the device data is ready) and after copying the result back (the host
+/// staging memory is free for the next one).
 class device_collectives {
  public:
   device_collectives(communicator& comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
+
+  /// Host staging memory for collectives of up to `bytes` (send and receive
+  /// together), taken now rather than between two collectives, where a
+  /// failure to allocate on one process would leave the others waiting.
+  void reserve(std::size_t bytes) {
+    if (comm_.space() == buffer_space::host) staging(bytes);
+  }
 
   void sum(float* data, index_t count) { sum_of(data, count); }
   void sum(double* data, index_t count) { sum_of(data, count); }
@@ -34,11 +44,13 @@ class device_collectives {
     if (comm_.space() == buffer_space::device) return comm_.gather(send, send_bytes, recv, recv_bytes);
     std::size_t total = 0;
     for (int r = 0; r < comm_.size(); ++r) total += recv_bytes[r];
-    std::vector<unsigned char> mine(send_bytes), all(total);
-    copy_on(stream_, mine.data(), send, send_bytes, cudaMemcpyDeviceToHost);
+    unsigned char* mine = staging(send_bytes + total);
+    unsigned char* all = mine + send_bytes;
+    copy_on(stream_, mine, send, send_bytes, cudaMemcpyDeviceToHost);
     RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    comm_.gather(mine.data(), send_bytes, all.data(), recv_bytes);
-    copy_on(stream_, recv, all.data(), total, cudaMemcpyHostToDevice);  // pageable: returns once the source is staged
+    comm_.gather(mine, send_bytes, all, recv_bytes);
+    copy_on(stream_, recv, all, total, cudaMemcpyHostToDevice);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
  private:
@@ -46,15 +58,23 @@ class device_collectives {
   void sum_of(T* data, index_t count) {
     const auto n = static_cast<std::size_t>(count);
     if (comm_.space() == buffer_space::device) return comm_.sum(data, n);
-    std::vector<T> host(n);
-    copy_on(stream_, host.data(), data, n * sizeof(T), cudaMemcpyDeviceToHost);
+    T* host = reinterpret_cast<T*>(staging(n * sizeof(T)));
+    copy_on(stream_, host, data, n * sizeof(T), cudaMemcpyDeviceToHost);
     RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    comm_.sum(host.data(), n);
-    copy_on(stream_, data, host.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+    comm_.sum(host, n);
+    copy_on(stream_, data, host, n * sizeof(T), cudaMemcpyHostToDevice);
+    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  unsigned char* staging(std::size_t bytes) {
+    const std::size_t words = bytes / sizeof(double) + 1;  // doubles: aligned for every element type
+    if (staging_.size() < words) staging_.resize(words);
+    return reinterpret_cast<unsigned char*>(staging_.data());
   }
 
   communicator& comm_;
   cudaStream_t stream_;
+  std::vector<double> staging_;
 };
 
 /// A host communicator over any communicator: host buffers go through

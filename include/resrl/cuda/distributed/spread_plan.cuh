@@ -203,6 +203,21 @@ inline spread_plan make_spread_plan(const global_batch& gb, index_t batch, index
   return p;
 }
 
+/// The largest collective of the call in bytes, send and receive together:
+/// the host staging a host communicator needs.
+inline std::size_t largest_collective_bytes(const spread_plan& p) {
+  const tw_shape& s = p.shape;
+  if (!s.solve) return 0;
+  const auto n = [](index_t v) { return static_cast<std::size_t>(v); };
+  std::size_t bytes = n(s.G * (s.H + 1)) * sizeof(double);
+  if (s.exact)
+    bytes = std::max(bytes, n(s.G * s.H * s.H) * sizeof(double));
+  else
+    bytes = std::max({bytes, n(s.G * s.H * s.q_max) * sizeof(float), n(s.G * s.q_max * s.q_max) * sizeof(double)});
+  bytes = std::max(bytes, n(p.candidates.sent + p.candidates.received) * sizeof(candidate));
+  return std::max(bytes, n(p.distances.sent + p.distances.received) * sizeof(float));
+}
+
 /// This process's view of the global groups, at `device_data` (the plan's
 /// packed layout, uploaded).
 inline device_groups spread_groups_view(const std::int64_t* device_data, index_t batch, index_t groups) {

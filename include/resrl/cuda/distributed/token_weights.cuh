@@ -253,6 +253,7 @@ void spread_token_weights(const cuda_executor& exec, communicator& comm, const t
   spread_plan p;
   std::optional<stream_buffer> owned;
   spread_call_buffers all;
+  device_collectives device(comm, exec.stream);
   start.run([&] {
     ::resrl::detail::check_diagnostics_capacity(out, gb.local_groups);
     p = make_spread_plan(gb, in.hidden.batch, in.hidden.tokens, params);
@@ -263,10 +264,10 @@ void spread_token_weights(const cuda_executor& exec, communicator& comm, const t
     }
     auto arena = workspace_arena_of(ws, "token_weights");
     all = carve_spread_call(arena, p, l);
+    device.reserve(largest_collective_bytes(p));
   });
   ::resrl::detail::agree(host, start, "could not start the call (its own exception says why)");
 
-  device_collectives device(comm, exec.stream);
   run_spread_token_weights(exec, device, gb, p, all, in, params, out);
 
   // What the device recorded (a NaN or Inf hidden state, a failed solve),
