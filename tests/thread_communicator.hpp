@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,7 +20,10 @@ namespace test_processes {
 
 /// The shared state of P simulated processes: each collective posts every
 /// process's buffer, waits for all, reads them, and waits again before any
-/// buffer may change.
+/// buffer may change. A process that leaves (run_threads: its call returned
+/// or threw) while others wait in a collective, or before they enter one,
+/// makes theirs throw instead of waiting forever: processes whose calls do
+/// not match fail the test rather than hang it, with no timeout.
 class thread_world {
  public:
   explicit thread_world(int size) : size_(size), posted_(static_cast<std::size_t>(size)) {}
@@ -27,22 +31,36 @@ class thread_world {
 
   void barrier() {
     std::unique_lock<std::mutex> lock(mutex_);
+    if (departed_ > 0) throw_departed();
     const std::size_t generation = generation_;
     if (++arrived_ == size_) {
       arrived_ = 0;
       ++generation_;
       cv_.notify_all();
     } else {
-      cv_.wait(lock, [&] { return generation_ != generation; });
+      cv_.wait(lock, [&] { return generation_ != generation || departed_ > 0; });
+      if (generation_ == generation) throw_departed();  // completed barriers win over a later departure
     }
   }
   std::vector<const void*>& posted() { return posted_; }
 
+  /// A process is done with the world (its call returned or threw).
+  void depart() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++departed_;
+    cv_.notify_all();
+  }
+
  private:
+  [[noreturn]] static void throw_departed() {
+    throw std::runtime_error(
+        "thread_world: a process left while others wait in a collective (the processes' calls do not match)");
+  }
   int size_;
   std::mutex mutex_;
   std::condition_variable cv_;
   int arrived_ = 0;
+  int departed_ = 0;
   std::size_t generation_ = 0;
   std::vector<const void*> posted_;
 };
@@ -84,7 +102,8 @@ class thread_communicator final : public resrl::communicator {
 };
 
 /// Runs f(rank, comm) on P threads, one simulated process each; returns
-/// each one's exception message ("" when none).
+/// each one's exception message ("" when none). f must not use Catch2's
+/// assertions (not thread-safe): record, and check after run_threads.
 template <class F>
 std::vector<std::string> run_threads(int P, F f) {
   thread_world world(P);
@@ -97,7 +116,10 @@ std::vector<std::string> run_threads(int P, F f) {
         f(r, comm);
       } catch (const std::exception& e) {
         errors[static_cast<std::size_t>(r)] = e.what();
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = "an exception not derived from std::exception";
       }
+      world.depart();
     });
   for (auto& t : threads) t.join();
   return errors;

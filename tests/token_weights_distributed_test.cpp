@@ -169,6 +169,25 @@ TEST_CASE("distributed token weights: errors on one process raise on every proce
   }
 }
 
+TEST_CASE("distributed test harness: a process that leaves early makes the collectives of the others throw, not hang") {
+  // Process 0 skips the second sum (as a call that raised before it would):
+  // the others' second sum throws once process 0 has left.
+  std::vector<double> first(3, 0.0);
+  const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+    double x = r + 1.0;
+    comm.sum(&x, 1);
+    first[static_cast<std::size_t>(r)] = x;
+    if (r == 0) return;
+    comm.sum(&x, 1);
+  });
+  CHECK(first == std::vector<double>(3, 6.0));
+  CHECK(errors[0].empty());
+  for (std::size_t r = 1; r < 3; ++r) {
+    INFO("process " << r << ": " << errors[r]);
+    CHECK(errors[r].find("a process left while others wait in a collective") != std::string::npos);
+  }
+}
+
 TEST_CASE("spread token rows: the summed Gram matrix and the Householder fallback equal one process's") {
   // A 50 x 4 factor of rank 2 (Cholesky QR would fail on it), its rows
   // spread 0 / 17 / 33 over three processes.
