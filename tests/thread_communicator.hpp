@@ -19,8 +19,8 @@
 namespace test_processes {
 
 /// The shared state of P simulated processes: each collective posts every
-/// process's buffer, waits for all, reads them, and waits again before any
-/// buffer may change. A process that leaves (run_threads: its call returned
+/// process's buffer (and the counts it passed), waits for all, reads them,
+/// and waits again before any buffer may change. A process that leaves (run_threads: its call returned
 /// or threw) while others wait in a collective, or before they enter one,
 /// makes theirs throw instead of waiting forever: processes whose calls do
 /// not match fail the test rather than hang it, with no timeout.
@@ -42,7 +42,14 @@ class thread_world {
       if (generation_ == generation) throw_departed();  // completed barriers win over a later departure
     }
   }
-  std::vector<const void*>& posted() { return posted_; }
+  /// What a process passed to the collective in progress.
+  struct post {
+    const void* data = nullptr;
+    std::size_t bytes = 0;                    // sum: count x element size; gather: send_bytes
+    std::size_t element = 0;                  // sum: element size (4 or 8); gather: 0
+    const std::size_t* recv_bytes = nullptr;  // gather
+  };
+  std::vector<post>& posted() { return posted_; }
 
   /// A process is done with the world (its call returned or threw).
   void depart() {
@@ -62,7 +69,7 @@ class thread_world {
   int arrived_ = 0;
   int departed_ = 0;
   std::size_t generation_ = 0;
-  std::vector<const void*> posted_;
+  std::vector<post> posted_;
 };
 
 class thread_communicator final : public resrl::communicator {
@@ -73,30 +80,65 @@ class thread_communicator final : public resrl::communicator {
   resrl::buffer_space space() const override { return resrl::buffer_space::host; }
   void sum(float* data, std::size_t count) override { add(data, count); }
   void sum(double* data, std::size_t count) override { add(data, count); }
-  void gather(const void* send, std::size_t, void* recv, const std::size_t* recv_bytes) override {
-    world_.posted()[static_cast<std::size_t>(rank_)] = send;
+  void gather(const void* send, std::size_t send_bytes, void* recv, const std::size_t* recv_bytes) override {
+    world_.posted()[static_cast<std::size_t>(rank_)] = {send, send_bytes, 0, recv_bytes};
     world_.barrier();
-    auto* to = static_cast<unsigned char*>(recv);
-    for (int r = 0; r < size(); ++r) {
-      if (recv_bytes[r]) std::memcpy(to, world_.posted()[static_cast<std::size_t>(r)], recv_bytes[r]);
-      to += recv_bytes[r];
+    const std::string mismatch = check_posts();
+    if (mismatch.empty()) {
+      auto* to = static_cast<unsigned char*>(recv);
+      for (int r = 0; r < size(); ++r) {
+        if (recv_bytes[r]) std::memcpy(to, world_.posted()[static_cast<std::size_t>(r)].data, recv_bytes[r]);
+        to += recv_bytes[r];
+      }
     }
     world_.barrier();
+    if (!mismatch.empty()) throw std::runtime_error(mismatch);
   }
 
  private:
   template <class T>
   void add(T* data, std::size_t count) {
-    world_.posted()[static_cast<std::size_t>(rank_)] = data;
+    world_.posted()[static_cast<std::size_t>(rank_)] = {data, count * sizeof(T), sizeof(T), nullptr};
     world_.barrier();
-    std::vector<T> total(count, T(0));  // every process adds in rank order: the same bits everywhere
-    for (int r = 0; r < size(); ++r) {
-      const T* part = static_cast<const T*>(world_.posted()[static_cast<std::size_t>(r)]);
+    const std::string mismatch = check_posts();
+    std::vector<T> total(mismatch.empty() ? count : 0,
+                         T(0));  // every process adds in rank order: the same bits everywhere
+    for (int r = 0; r < size() && mismatch.empty(); ++r) {
+      const T* part = static_cast<const T*>(world_.posted()[static_cast<std::size_t>(r)].data);
       for (std::size_t i = 0; i < count; ++i) total[i] += part[i];
     }
     world_.barrier();
+    if (!mismatch.empty()) throw std::runtime_error(mismatch);
     std::copy(total.begin(), total.end(), data);
   }
+
+  /// Whether every process made the same collective with the same counts
+  /// (every process sees the same posts, so all of them throw, after the
+  /// second barrier, instead of reading past a smaller buffer): "" or why not.
+  std::string check_posts() const {
+    const auto& posts = world_.posted();
+    const auto& first = posts[0];
+    const bool gather = first.element == 0;
+    for (int r = 0; r < size(); ++r) {
+      const auto& p = posts[static_cast<std::size_t>(r)];
+      const std::string who = "thread_communicator: process " + std::to_string(r);
+      if (p.element != first.element)
+        return who + " made another collective than process 0 (the processes' calls do not match)";
+      if (!gather && p.bytes != first.bytes)
+        return who + " passed " + std::to_string(p.bytes) + " bytes to sum but process 0 passed " +
+               std::to_string(first.bytes) + " (the processes' calls do not match)";
+      if (!gather) continue;
+      if (p.recv_bytes == nullptr || first.recv_bytes == nullptr) return who + ": a gather without recv_bytes";
+      if (p.bytes != first.recv_bytes[r])
+        return who + " sends " + std::to_string(p.bytes) + " bytes but recv_bytes[" + std::to_string(r) + "] is " +
+               std::to_string(first.recv_bytes[r]) + " on process 0";
+      for (int q = 0; q < size(); ++q)
+        if (p.recv_bytes[q] != first.recv_bytes[q])
+          return who + " passed other recv_bytes than process 0 (the processes' calls do not match)";
+    }
+    return {};
+  }
+
   thread_world& world_;
   int rank_;
 };

@@ -188,6 +188,53 @@ TEST_CASE("distributed test harness: a process that leaves early makes the colle
   }
 }
 
+TEST_CASE("distributed test harness: collectives whose counts differ throw on every process") {
+  SECTION("sums of different lengths") {
+    const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+      std::vector<float> x(r == 2 ? 3 : 2, 1.0f);
+      comm.sum(x.data(), x.size());
+    });
+    for (const auto& e : errors)
+      CHECK(e ==
+            "thread_communicator: process 2 passed 12 bytes to sum but process 0 passed 8 "
+            "(the processes' calls do not match)");
+  }
+  SECTION("a sum against a gather") {
+    const auto errors = run_threads(2, [&](int r, resrl::communicator& comm) {
+      double x = 1.0;
+      const std::size_t bytes[] = {8, 8};
+      if (r == 0)
+        comm.sum(&x, 1);
+      else
+        comm.gather(&x, 8, &x, bytes);
+    });
+    for (const auto& e : errors) CHECK(e.find("process 1 made another collective than process 0") != std::string::npos);
+  }
+  SECTION("gathers with other byte counts") {
+    const auto errors = run_threads(2, [&](int r, resrl::communicator& comm) {
+      const std::uint8_t send[4] = {1, 2, 3, 4};
+      std::uint8_t recv[8] = {};
+      const std::size_t bytes[2][2] = {{2, 4}, {2, 3}};
+      comm.gather(send, bytes[r][r], recv, bytes[r]);
+    });
+    for (const auto& e : errors)
+      CHECK(e == "thread_communicator: process 1 sends 3 bytes but recv_bytes[1] is 4 on process 0");
+  }
+  SECTION("matching collectives go through") {
+    std::vector<std::vector<std::uint8_t>> received(3);
+    const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+      const std::size_t bytes[] = {1, 0, 2};
+      const std::uint8_t send[2] = {static_cast<std::uint8_t>(10 * r), static_cast<std::uint8_t>(10 * r + 1)};
+      received[static_cast<std::size_t>(r)].resize(3);
+      comm.gather(send, bytes[r], received[static_cast<std::size_t>(r)].data(), bytes);
+    });
+    for (std::size_t r = 0; r < 3; ++r) {
+      CHECK(errors[r].empty());
+      CHECK(received[r] == std::vector<std::uint8_t>{0, 20, 21});
+    }
+  }
+}
+
 TEST_CASE("spread token rows: the summed Gram matrix and the Householder fallback equal one process's") {
   // A 50 x 4 factor of rank 2 (Cholesky QR would fail on it), its rows
   // spread 0 / 17 / 33 over three processes.
