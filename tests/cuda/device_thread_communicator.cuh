@@ -49,6 +49,7 @@ class cuda_thread_communicator final : public resrl::communicator {
            "] is " + std::to_string(recv_bytes[rank()]));
     std::size_t total = 0;
     for (int r = 0; r < size(); ++r) total += recv_bytes[r];
+    ready();
     check_buffer(send, send_bytes, "gather (send)");
     check_buffer(recv, total, "gather (recv)");
     if (space_ == resrl::buffer_space::host) return host_.gather(send, send_bytes, recv, recv_bytes);
@@ -62,6 +63,7 @@ class cuda_thread_communicator final : public resrl::communicator {
   template <class T>
   void sum_as(T* data, std::size_t count) {
     ++collectives_;
+    ready();
     check_buffer(data, count * sizeof(T), "sum");
     if (space_ == resrl::buffer_space::host) return host_.sum(data, count);
     std::vector<T> staged(count);
@@ -70,8 +72,13 @@ class cuda_thread_communicator final : public resrl::communicator {
     to_device(data, staged.data(), count * sizeof(T));
   }
 
+  /// Device space: waits for the work enqueued before the collective (which
+  /// wrote its buffers, or allocated them with cudaMallocAsync: such a
+  /// pointer need not be queryable before the allocation has run).
+  void ready() {
+    if (space_ == resrl::buffer_space::device) RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   void to_host(void* host, const void* device, std::size_t bytes) {
-    RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the work that wrote the buffer
     if (bytes) RESRL_CUDA_CHECK(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_));
     RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
