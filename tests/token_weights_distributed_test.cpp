@@ -4,106 +4,19 @@
 // batch. (tests/distributed_mpi_test.cpp runs the same calls under mpirun.)
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <condition_variable>
-#include <cstring>
-#include <mutex>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "resrl/cpu/distributed/token_rows.hpp"
 #include "resrl/token_weights.hpp"
+#include "thread_communicator.hpp"
 #include "token_weights_fixture.hpp"
 
 namespace {
 
 using resrl::index_t;
 
-/// The shared state of P simulated processes: each collective posts every
-/// process's buffer, waits for all, reads them, and waits again before any
-/// buffer may change.
-class thread_world {
- public:
-  explicit thread_world(int size) : size_(size), posted_(static_cast<std::size_t>(size)) {}
-  int size() const { return size_; }
-
-  void barrier() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const std::size_t generation = generation_;
-    if (++arrived_ == size_) {
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != generation; });
-    }
-  }
-  std::vector<const void*>& posted() { return posted_; }
-
- private:
-  int size_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  std::size_t generation_ = 0;
-  std::vector<const void*> posted_;
-};
-
-class thread_communicator final : public resrl::communicator {
- public:
-  thread_communicator(thread_world& world, int rank) : world_(world), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return world_.size(); }
-  resrl::buffer_space space() const override { return resrl::buffer_space::host; }
-  void sum(float* data, std::size_t count) override { add(data, count); }
-  void sum(double* data, std::size_t count) override { add(data, count); }
-  void gather(const void* send, std::size_t, void* recv, const std::size_t* recv_bytes) override {
-    world_.posted()[static_cast<std::size_t>(rank_)] = send;
-    world_.barrier();
-    auto* to = static_cast<unsigned char*>(recv);
-    for (int r = 0; r < size(); ++r) {
-      if (recv_bytes[r]) std::memcpy(to, world_.posted()[static_cast<std::size_t>(r)], recv_bytes[r]);
-      to += recv_bytes[r];
-    }
-    world_.barrier();
-  }
-
- private:
-  template <class T>
-  void add(T* data, std::size_t count) {
-    world_.posted()[static_cast<std::size_t>(rank_)] = data;
-    world_.barrier();
-    std::vector<T> total(count, T(0));  // every process adds in rank order: the same bits everywhere
-    for (int r = 0; r < size(); ++r) {
-      const T* part = static_cast<const T*>(world_.posted()[static_cast<std::size_t>(r)]);
-      for (std::size_t i = 0; i < count; ++i) total[i] += part[i];
-    }
-    world_.barrier();
-    std::copy(total.begin(), total.end(), data);
-  }
-  thread_world& world_;
-  int rank_;
-};
-
-/// Runs f(rank, comm) on P threads, one simulated process each; returns
-/// each one's exception message ("" when none).
-template <class F>
-std::vector<std::string> run_threads(int P, F f) {
-  thread_world world(P);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(static_cast<std::size_t>(P));
-  for (int r = 0; r < P; ++r)
-    threads.emplace_back([&, r] {
-      thread_communicator comm(world, r);
-      try {
-        f(r, comm);
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
-}
+using test_processes::run_threads;
 
 /// Inputs of process r holding samples [b0, b0 + B) of `b`.
 resrl::token_weight_inputs<float, float> slice_inputs(const resrl::synthetic::batch& b,
@@ -253,6 +166,72 @@ TEST_CASE("distributed token weights: errors on one process raise on every proce
     });
     all_contain(errors, "outputs.diagnostics holds 1 entries but the batch has 2 groups",
                 "process 1 of 3 could not start the call", 1);
+  }
+}
+
+TEST_CASE("distributed test harness: a process that leaves early makes the collectives of the others throw, not hang") {
+  // Process 0 skips the second sum (as a call that raised before it would):
+  // the others' second sum throws once process 0 has left.
+  std::vector<double> first(3, 0.0);
+  const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+    double x = r + 1.0;
+    comm.sum(&x, 1);
+    first[static_cast<std::size_t>(r)] = x;
+    if (r == 0) return;
+    comm.sum(&x, 1);
+  });
+  CHECK(first == std::vector<double>(3, 6.0));
+  CHECK(errors[0].empty());
+  for (std::size_t r = 1; r < 3; ++r) {
+    INFO("process " << r << ": " << errors[r]);
+    CHECK(errors[r].find("a process left while others wait in a collective") != std::string::npos);
+  }
+}
+
+TEST_CASE("distributed test harness: collectives whose counts differ throw on every process") {
+  SECTION("sums of different lengths") {
+    const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+      std::vector<float> x(r == 2 ? 3 : 2, 1.0f);
+      comm.sum(x.data(), x.size());
+    });
+    for (const auto& e : errors)
+      CHECK(e ==
+            "thread_communicator: process 2 passed 12 bytes to sum but process 0 passed 8 "
+            "(the processes' calls do not match)");
+  }
+  SECTION("a sum against a gather") {
+    const auto errors = run_threads(2, [&](int r, resrl::communicator& comm) {
+      double x = 1.0;
+      const std::size_t bytes[] = {8, 8};
+      if (r == 0)
+        comm.sum(&x, 1);
+      else
+        comm.gather(&x, 8, &x, bytes);
+    });
+    for (const auto& e : errors) CHECK(e.find("process 1 made another collective than process 0") != std::string::npos);
+  }
+  SECTION("gathers with other byte counts") {
+    const auto errors = run_threads(2, [&](int r, resrl::communicator& comm) {
+      const std::uint8_t send[4] = {1, 2, 3, 4};
+      std::uint8_t recv[8] = {};
+      const std::size_t bytes[2][2] = {{2, 4}, {2, 3}};
+      comm.gather(send, bytes[r][r], recv, bytes[r]);
+    });
+    for (const auto& e : errors)
+      CHECK(e == "thread_communicator: process 1 sends 3 bytes but recv_bytes[1] is 4 on process 0");
+  }
+  SECTION("matching collectives go through") {
+    std::vector<std::vector<std::uint8_t>> received(3);
+    const auto errors = run_threads(3, [&](int r, resrl::communicator& comm) {
+      const std::size_t bytes[] = {1, 0, 2};
+      const std::uint8_t send[2] = {static_cast<std::uint8_t>(10 * r), static_cast<std::uint8_t>(10 * r + 1)};
+      received[static_cast<std::size_t>(r)].resize(3);
+      comm.gather(send, bytes[r], received[static_cast<std::size_t>(r)].data(), bytes);
+    });
+    for (std::size_t r = 0; r < 3; ++r) {
+      CHECK(errors[r].empty());
+      CHECK(received[r] == std::vector<std::uint8_t>{0, 20, 21});
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 #include "cpu_backend.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -7,6 +8,7 @@
 #include "reference/token_weights_reference.hpp"
 #include "resrl/resrl.hpp"
 #include "synthetic_batch.hpp"
+#include "thread_communicator.hpp"
 
 namespace cuda_test {
 
@@ -54,9 +56,9 @@ void store(dtype t, unsigned char* dst, float v) {
   }
 }
 
-/// The CPU backend on hidden states of type Hidden at `data` (x's layout).
+/// The inputs of a call on hidden states of type Hidden at `data` (x's layout).
 template <class Hidden>
-result run_cpu(const host_call& c, const resrl::token_weight_params& p, const Hidden* data) {
+resrl::token_weight_inputs<Hidden, float> inputs_of(const host_call& c, const Hidden* data) {
   const host_hidden& x = *c.hidden;
   const std::int64_t B = x.B, T = x.T;
   resrl::token_weight_inputs<Hidden, float> in;
@@ -66,15 +68,39 @@ result run_cpu(const host_call& c, const resrl::token_weight_params& p, const Hi
                                  : resrl::sample_scores::of_samples(c.scores, B);
   in.groups = c.group_ids ? resrl::grouping::by_ids(c.group_ids, B) : resrl::grouping::by_rollout(c.rollout_n);
   if (c.excluded) in.excluded = resrl::make_matrix_view(c.excluded, B, T);
-  result r;
+  return in;
+}
+
+/// r sized for B x T tokens and `groups` diagnostics (filled with -7 and
+/// defaults), and the outputs writing into it.
+resrl::token_weight_outputs outputs_of(result& r, std::int64_t B, std::int64_t T, std::int64_t groups) {
   r.weights.assign(static_cast<std::size_t>(B * T), -7.0f);
   r.distances.assign(static_cast<std::size_t>(B * T), -7.0f);
-  r.groups.resize(static_cast<std::size_t>(resrl::count_groups(in.groups, B)));
-  resrl::token_weight_outputs out{resrl::make_matrix_view(r.weights.data(), B, T),
-                                  resrl::make_matrix_view(r.distances.data(), B, T), r.groups.data(),
-                                  static_cast<std::int64_t>(r.groups.size())};
+  r.groups.assign(static_cast<std::size_t>(groups), resrl::group_diagnostics{});
+  return {resrl::make_matrix_view(r.weights.data(), B, T), resrl::make_matrix_view(r.distances.data(), B, T),
+          r.groups.data(), groups};
+}
+
+/// The CPU backend on hidden states of type Hidden at `data` (x's layout).
+template <class Hidden>
+result run_cpu(const host_call& c, const resrl::token_weight_params& p, const Hidden* data) {
+  const auto in = inputs_of(c, data);
+  result r;
+  const auto out = outputs_of(r, c.hidden->B, c.hidden->T, resrl::count_groups(in.groups, c.hidden->B));
   resrl::token_weights(resrl::host_executor{}, in, p, out);
   return r;
+}
+
+/// Calls f(data) with the hidden states of c as their type.
+template <class F>
+decltype(auto) with_hidden_type(const host_call& c, F&& f) {
+  const unsigned char* data = c.hidden->bytes.data();
+  switch (c.hidden->type) {
+    case dtype::f16: return f(reinterpret_cast<const Eigen::half*>(data));
+    case dtype::bf16: return f(reinterpret_cast<const Eigen::bfloat16*>(data));
+    case dtype::f32: break;
+  }
+  return f(reinterpret_cast<const float*>(data));
 }
 
 /// Element `i` of x's storage (padding included), widened to double.
@@ -121,13 +147,7 @@ void set_hidden(host_hidden& x, std::int64_t b, std::int64_t t, std::int64_t h, 
 }
 
 result cpu_token_weights(const host_call& call, const resrl::token_weight_params& params) {
-  const unsigned char* data = call.hidden->bytes.data();
-  switch (call.hidden->type) {
-    case dtype::f16: return run_cpu(call, params, reinterpret_cast<const Eigen::half*>(data));
-    case dtype::bf16: return run_cpu(call, params, reinterpret_cast<const Eigen::bfloat16*>(data));
-    case dtype::f32: break;
-  }
-  return run_cpu(call, params, reinterpret_cast<const float*>(data));
+  return with_hidden_type(call, [&](const auto* data) { return run_cpu(call, params, data); });
 }
 
 result cpu_token_weights_fp64(const host_call& call, const resrl::token_weight_params& params) {
@@ -157,6 +177,108 @@ std::vector<double> spectrum_gaps(const host_call& c, const resrl::token_weight_
   std::vector<double> gaps;
   for (const auto& g : reference::token_weights(r, params).groups) gaps.push_back(g.skipped ? NAN : g.gap);
   return gaps;
+}
+
+std::vector<std::size_t> group_index_of_samples(const host_call& c) {
+  const std::int64_t B = c.hidden->B;
+  std::vector<std::int64_t> first_seen;
+  std::vector<std::size_t> group_of(static_cast<std::size_t>(B));
+  for (std::int64_t b = 0; b < B; ++b) {
+    const std::int64_t id = c.group_ids ? c.group_ids[b] : b / c.rollout_n;
+    auto it = std::find(first_seen.begin(), first_seen.end(), id);
+    if (it == first_seen.end()) it = first_seen.insert(first_seen.end(), id);
+    group_of[static_cast<std::size_t>(b)] = static_cast<std::size_t>(it - first_seen.begin());
+  }
+  return group_of;
+}
+
+std::vector<std::unique_ptr<process_slice>> cut_call(const host_call& c, const std::vector<std::int64_t>& cuts) {
+  const host_hidden& g = *c.hidden;
+  const std::vector<std::size_t> group_of = group_index_of_samples(c);
+  const std::size_t item = size_of(g.type);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::unique_ptr<process_slice>> slices;
+  for (std::size_t r = 0; r + 1 < cuts.size(); ++r) {
+    auto s = std::make_unique<process_slice>();
+    s->first = cuts[r];
+    s->B = cuts[r + 1] - cuts[r];
+    const std::int64_t B = s->B, T = g.T + static_cast<std::int64_t>(r % 2), first = s->first;
+    host_hidden& x = s->x;
+    x.type = g.type;
+    x.B = B;
+    x.T = T;
+    x.H = g.H;
+    x.token_stride = g.token_stride;
+    x.sample_stride = T * x.token_stride + static_cast<std::int64_t>(r);
+    x.bytes.resize(static_cast<std::size_t>(B * x.sample_stride) * item);
+    for (std::size_t i = 0; i < x.bytes.size() / item; ++i) store(x.type, x.bytes.data() + i * item, nan);
+    s->mask.assign(static_cast<std::size_t>(B * T), 0.0f);
+    s->scores.assign(static_cast<std::size_t>(c.per_token_scores ? B * T : B), nan);
+    if (c.excluded) s->excluded.assign(static_cast<std::size_t>(B * T), 0);
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t from = first + b;
+      for (std::int64_t t = 0; t < g.T; ++t) {
+        std::memcpy(x.bytes.data() + static_cast<std::size_t>(b * x.sample_stride + t * x.token_stride) * item,
+                    g.bytes.data() + static_cast<std::size_t>(from * g.sample_stride + t * g.token_stride) * item,
+                    static_cast<std::size_t>(g.H) * item);
+        const auto to = static_cast<std::size_t>(b * T + t), at = static_cast<std::size_t>(from * g.T + t);
+        s->mask[to] = c.mask[at];
+        if (c.per_token_scores) s->scores[to] = c.scores[at];
+        if (c.excluded) s->excluded[to] = c.excluded[at];
+      }
+      if (!c.per_token_scores) s->scores[static_cast<std::size_t>(b)] = c.scores[from];
+      const std::size_t group = group_of[static_cast<std::size_t>(from)];
+      if (std::find(s->groups.begin(), s->groups.end(), group) == s->groups.end()) s->groups.push_back(group);
+    }
+    s->call = host_call{&s->x,
+                        s->mask.data(),
+                        s->scores.data(),
+                        c.per_token_scores,
+                        c.group_ids ? c.group_ids + first : nullptr,
+                        c.rollout_n,
+                        c.excluded ? s->excluded.data() : nullptr};
+    slices.push_back(std::move(s));
+  }
+  return slices;
+}
+
+std::vector<process_call> process_calls(const std::vector<std::unique_ptr<process_slice>>& slices,
+                                        const resrl::token_weight_params& params) {
+  std::vector<process_call> calls;
+  for (const auto& s : slices) calls.push_back({s->call, static_cast<std::int64_t>(s->groups.size()), params, -1});
+  return calls;
+}
+
+std::string error_kind_of(const std::exception& e) {
+  if (dynamic_cast<const resrl::non_finite_input*>(&e)) return "non_finite_input";
+  if (dynamic_cast<const resrl::workspace_too_small*>(&e)) return "workspace_too_small";
+  if (dynamic_cast<const resrl::invalid_argument*>(&e)) return "invalid_argument";
+  if (dynamic_cast<const resrl::numerical_error*>(&e)) return "numerical_error";
+  if (dynamic_cast<const resrl::error*>(&e)) return "error";
+  return "std::exception";
+}
+
+std::vector<process_outcome> cpu_token_weights_distributed(const std::vector<process_call>& calls) {
+  std::vector<process_outcome> outcomes(calls.size());
+  const int P = static_cast<int>(calls.size());
+  const auto escaped = test_processes::run_threads(P, [&](int r, resrl::communicator& comm) {
+    const process_call& pc = calls[static_cast<std::size_t>(r)];
+    process_outcome& o = outcomes[static_cast<std::size_t>(r)];
+    try {
+      with_hidden_type(pc.call, [&](const auto* data) {
+        auto in = inputs_of(pc.call, data);
+        if (pc.features >= 0) in.hidden.features = pc.features;
+        const auto out = outputs_of(o.out, pc.call.hidden->B, pc.call.hidden->T, pc.diagnostics);
+        resrl::token_weights(resrl::host_executor{1}, comm, in, pc.params, out);
+      });
+    } catch (const std::exception& e) {
+      o.error = e.what();
+      o.kind = error_kind_of(e);
+    }
+  });
+  for (std::size_t r = 0; r < calls.size(); ++r)
+    if (outcomes[r].error.empty() && !escaped[r].empty()) outcomes[r] = {{}, escaped[r], "unknown", -1};
+  return outcomes;
 }
 
 resrl::policy_loss_result cpu_policy_loss(const resrl::policy_loss_inputs<float, float>& in,

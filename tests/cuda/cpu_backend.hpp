@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "resrl/types/advantages.hpp"
@@ -73,6 +76,63 @@ result cpu_token_weights_fp64(const host_call& call, const resrl::token_weight_p
 /// reference, no subsampling; infinity when k is the full rank, NaN for a
 /// skipped group): the randomized solver is compared where this is >= 10.
 std::vector<double> spectrum_gaps(const host_call& call, const resrl::token_weight_params& params);
+
+/// Index of each sample's group (the groups numbered in order of first
+/// appearance, as the backends report them).
+std::vector<std::size_t> group_index_of_samples(const host_call& call);
+
+// --- Distributed calls: a global batch cut over simulated processes ------
+
+/// Samples [first, first + B) of a global call as a process's batch of its
+/// own. Its hidden states are laid out again with `extra_tokens` more tokens
+/// per sample (masked: mask 0, NaN hidden states and token scores, not
+/// excluded) and `sample_pad` more elements between samples, so that T and
+/// the strides differ per process. Group ids point into the global call's
+/// (never null, also for B = 0). Not movable: `call` points into it.
+struct process_slice {
+  std::int64_t first = 0, B = 0;
+  std::vector<std::size_t> groups;  ///< the global groups it holds (group_index_of_samples), in local order
+  host_hidden x;
+  std::vector<float> mask, scores;
+  std::vector<std::uint8_t> excluded;
+  host_call call;
+
+  process_slice() = default;
+  process_slice(const process_slice&) = delete;
+  process_slice& operator=(const process_slice&) = delete;
+};
+
+/// Process r of the global call cut at `cuts` (cuts[0] = 0, cuts[P] = B,
+/// non-decreasing) holds samples [cuts[r], cuts[r + 1]), with r % 2 extra
+/// tokens and r elements of sample padding.
+std::vector<std::unique_ptr<process_slice>> cut_call(const host_call& call, const std::vector<std::int64_t>& cuts);
+
+/// What one process passes to a distributed call.
+struct process_call {
+  host_call call;                ///< its batch (process_slice::call, or a changed copy)
+  std::int64_t diagnostics = 0;  ///< diagnostics capacity (the groups it holds)
+  resrl::token_weight_params params;
+  std::int64_t features = -1;  ///< the H it passes (-1: its hidden states' H)
+};
+/// Every process's call with the same settings.
+std::vector<process_call> process_calls(const std::vector<std::unique_ptr<process_slice>>& slices,
+                                        const resrl::token_weight_params& params);
+
+/// What one process got: its own samples' weights and distances (B_r x
+/// T_r), its diagnostics (capacity entries), or the error it raised.
+struct process_outcome {
+  result out;
+  std::string error;     ///< what(), "" when none
+  std::string kind;      ///< error_kind_of the exception, "" when none
+  int collectives = -1;  ///< collectives its communicator ran (GPU runs; -1 when not counted)
+};
+/// The most derived resrl error class of e ("non_finite_input",
+/// "invalid_argument", "numerical_error", "error") or "std::exception".
+std::string error_kind_of(const std::exception& e);
+
+/// The HOST distributed call (host_executor, communicator&) on every
+/// process's call, P threads over tests/thread_communicator.hpp.
+std::vector<process_outcome> cpu_token_weights_distributed(const std::vector<process_call>& calls);
 
 resrl::policy_loss_result cpu_policy_loss(const resrl::policy_loss_inputs<float, float>& in,
                                           const resrl::policy_loss_params& p,

@@ -1,13 +1,16 @@
 // The NCCL communicator on one device (ncclCommInitAll with one rank): a sum
 // leaves the data as it is, a gather copies send into recv; both as direct
-// calls on the stream and replayed from a captured CUDA graph; and the
-// errors of a bad gather and of a rejected NCCL call.
+// calls on the stream and replayed from a captured CUDA graph; the errors of
+// a bad gather and of a rejected NCCL call; and the distributed token
+// weights on it, which are the single-process call.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "distributed_cases.hpp"
 #include "error_message.hpp"
 #include "gpu_support.cuh"
 #include "resrl/cuda/nccl_communicator.cuh"
@@ -110,4 +113,39 @@ TEST_CASE("nccl_communicator: errors name the argument, NCCL's rejections its st
   c.gather(send.get(), bytes.size(), recv.get(), counts);
   g.sync();
   CHECK(recv.download() == bytes);
+}
+
+TEST_CASE("nccl_communicator: the distributed token weights on one rank are the single-process call",
+          "[cuda][nccl][distributed]") {
+  // comm.size() == 1: the distributed call runs the single-process call,
+  // bit for bit, and its size query is the single-process query.
+  const gpu g;
+  const single_rank_comm comm;
+  resrl::cuda::nccl_communicator c(comm.get(), g.exec());
+  cuda_test::batch_config cfg;
+  cfg.groups = 3;
+  cfg.seed = 12;
+  const cuda_test::batch b = cuda_test::make_batch(cfg);
+  const cuda_test::host_hidden x = cuda_test::make_hidden(b, cuda_test::dtype::bf16, 1, 2);
+  const cuda_test::host_call call{&x, b.mask.data(), b.scores.data(), false, b.group_ids.data(), 0, nullptr};
+  const cuda_test::device_call<__nv_bfloat16> d(call);
+  for (const auto solver : {resrl::subspace_solver::exact, resrl::subspace_solver::randomized}) {
+    INFO(resrl::to_string(solver));
+    resrl::token_weight_params p;
+    p.rank = 4;
+    p.solver = solver;
+    const cuda_test::result want = cuda_test::gpu_token_weights(g, call, p);
+    const cuda_test::device_outputs o(b.B, b.T, static_cast<std::int64_t>(want.groups.size()));
+    resrl::token_weights(g.exec(), c, d.in, p, o.out);
+    const cuda_test::result got = o.download();
+    CHECK(std::memcmp(got.weights.data(), want.weights.data(), want.weights.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(got.distances.data(), want.distances.data(), want.distances.size() * sizeof(float)) == 0);
+    REQUIRE(got.groups.size() == want.groups.size());
+    for (std::size_t i = 0; i < want.groups.size(); ++i) {
+      INFO("group " << i);
+      CHECK(cuda_test::diagnostics_difference(got.groups[i], want.groups[i], 0.0).empty());
+    }
+    CHECK(resrl::token_weights_workspace_size(g.exec(), c, d.in, p) ==
+          resrl::token_weights_workspace_size(g.exec(), d.in, p));
+  }
 }

@@ -13,20 +13,6 @@ namespace cuda_test {
 
 namespace {
 
-/// Group index (order of first appearance, as the backends number them) of every sample.
-std::vector<std::size_t> group_of_samples(const host_call& c) {
-  const std::int64_t B = c.hidden->B;
-  std::vector<std::int64_t> first_seen;
-  std::vector<std::size_t> group_of(static_cast<std::size_t>(B));
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int64_t id = c.group_ids ? c.group_ids[b] : b / c.rollout_n;
-    auto it = std::find(first_seen.begin(), first_seen.end(), id);
-    if (it == first_seen.end()) it = first_seen.insert(first_seen.end(), id);
-    group_of[static_cast<std::size_t>(b)] = static_cast<std::size_t>(it - first_seen.begin());
-  }
-  return group_of;
-}
-
 /// A result's own weight map per group, from its own distances: the tokens
 /// with a distance are the group's weighted negative tokens.
 struct own_map {
@@ -98,7 +84,7 @@ comparison compare_token_weights(const result& got, const result& want, const ho
   comparison out;
   recorder rec(out);
   const std::int64_t B = c.hidden->B, T = c.hidden->T;
-  const std::vector<std::size_t> group_of = group_of_samples(c);
+  const std::vector<std::size_t> group_of = group_index_of_samples(c);
   const std::size_t groups = use.size();
   double max_distance = 0;
   for (float d : want.distances)
@@ -208,10 +194,6 @@ std::vector<bool> comparable_groups(const host_call& c, const resrl::token_weigh
   return use;
 }
 
-namespace {
-
-/// Samples shuffled and group ids renamed (any order, any values): the
-/// layout the backend receives differs from the synthetic batch's runs.
 void shuffle_groups(batch& b, std::mt19937_64& rng) {
   std::vector<std::int64_t> order(static_cast<std::size_t>(b.B));
   std::iota(order.begin(), order.end(), 0);
@@ -226,6 +208,8 @@ void shuffle_groups(batch& b, std::mt19937_64& rng) {
   }
   b = s;
 }
+
+namespace {
 
 batch_config random_config(std::mt19937_64& rng) {
   const auto pick = [&](std::int64_t lo, std::int64_t hi) {

@@ -58,6 +58,10 @@ comparison compare_token_weights(const result& got, const result& want, const ho
 /// with a spectral gap >= min_gap_for_randomized for the randomized one.
 std::vector<bool> comparable_groups(const host_call& call, const resrl::token_weight_params& params);
 
+/// Samples shuffled and group ids renamed (any order, any values): the
+/// layout the backend receives differs from the synthetic batch's runs.
+void shuffle_groups(batch& b, std::mt19937_64& rng);
+
 /// One random case of the backend comparisons: shape, strides, masks, group
 /// layout (ids in batch runs, shuffled ids, or rollout_n), input type and
 /// seeds. Not movable: `call` points into it.
