@@ -19,9 +19,10 @@ using resrl::index_t;
 using test_processes::run_threads;
 
 /// Inputs of process r holding samples [b0, b0 + B) of `b`.
-resrl::token_weight_inputs<float, float> slice_inputs(const resrl::synthetic::batch& b,
-                                                      const fixture::strided_hidden<float>& hidden, index_t b0,
-                                                      index_t B) {
+template <class Hidden>
+resrl::token_weight_inputs<Hidden, float> slice_inputs(const resrl::synthetic::batch& b,
+                                                       const fixture::strided_hidden<Hidden>& hidden, index_t b0,
+                                                       index_t B) {
   auto in = fixture::inputs(b, hidden.view);
   in.hidden.data += b0 * in.hidden.sample_stride;
   in.hidden.batch = B;
@@ -166,6 +167,28 @@ TEST_CASE("distributed token weights: errors on one process raise on every proce
     });
     all_contain(errors, "outputs.diagnostics holds 1 entries but the batch has 2 groups",
                 "process 1 of 3 could not start the call", 1);
+  }
+}
+
+TEST_CASE("distributed token weights: a process computing in double among float ones raises on every process") {
+  const auto b = fixture::small_batch(5, 4, 16, 16, 2);
+  const auto single = fixture::make_hidden<float>(b, {});
+  const auto twice = fixture::make_hidden<double>(b, {});
+  const std::vector<index_t> cuts = {0, 7, 16};
+  const auto errors = run_threads(2, [&](int r, resrl::communicator& comm) {
+    const index_t b0 = cuts[static_cast<std::size_t>(r)], B = cuts[static_cast<std::size_t>(r) + 1] - b0;
+    std::vector<float> w(static_cast<std::size_t>(B * b.T));
+    const resrl::token_weight_outputs out{resrl::make_matrix_view(w.data(), B, b.T)};
+    const auto p = fixture::small_params(2);
+    if (r == 1)
+      resrl::token_weights(resrl::host_executor{1}, comm, slice_inputs(b, twice, b0, B), p, out);
+    else
+      resrl::token_weights(resrl::host_executor{1}, comm, slice_inputs(b, single, b0, B), p, out);
+  });
+  for (const auto& e : errors) {
+    INFO(e);
+    CHECK(e.find("hidden: process 1 computes in double on the host but process 0 in float on the host") !=
+          std::string::npos);
   }
 }
 
