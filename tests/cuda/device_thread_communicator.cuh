@@ -36,6 +36,10 @@ class cuda_thread_communicator final : public resrl::communicator {
   int rank() const override { return host_.rank(); }
   int size() const override { return host_.size(); }
   resrl::buffer_space space() const override { return space_; }
+  /// Device buffers are read and written on `stream`.
+  bool ordered_on(const void* stream) const override {
+    return space_ == resrl::buffer_space::host || stream == static_cast<const void*>(stream_);
+  }
   int collectives() const { return collectives_; }
 
   void sum(float* data, std::size_t count) override { sum_as(data, count); }

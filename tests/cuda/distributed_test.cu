@@ -44,6 +44,7 @@ const char* space_name(buffer_space s) { return s == buffer_space::host ? "host 
 struct run_options {
   buffer_space space = buffer_space::host;
   bool caller_workspace = false;  ///< query the size (a collective) and pass a workspace; else the call allocates
+  bool foreign_stream = false;    ///< the communicator works on another stream than the executor's
 };
 
 /// One call of one process: its inputs on the device, and outputs filled
@@ -82,6 +83,7 @@ std::vector<std::vector<process_outcome>> run_gpu_as(const std::vector<std::vect
   const std::size_t P = rounds.front().size();
   struct process {
     gpu g;  // its own stream and handles
+    gpu other;  // a stream that is not the executor's
     std::vector<std::unique_ptr<device_round<Hidden>>> rounds;
   };
   std::vector<std::unique_ptr<process>> processes;  // set up here: the threads only call
@@ -94,7 +96,7 @@ std::vector<std::vector<process_outcome>> run_gpu_as(const std::vector<std::vect
   const auto escaped = test_processes::run_threads(static_cast<int>(P), [&](int rank, resrl::communicator& host) {
     const auto r = static_cast<std::size_t>(rank);
     process& me = *processes[r];
-    cuda_thread_communicator comm(host, o.space, me.g.stream());
+    cuda_thread_communicator comm(host, o.space, o.foreign_stream ? me.other.stream() : me.g.stream());
     for (std::size_t i = 0; i < rounds.size(); ++i) {  // a process that raised takes part in the next call
       const int before = comm.collectives();
       process_outcome& out = outcomes[i][r];
@@ -462,5 +464,16 @@ TEST_CASE("gpu distributed token weights: other settings or another H on one pro
       }
       check_equals_one_process(*dc, rounds[1], want);
     }
+  }
+}
+
+TEST_CASE("gpu distributed token weights: a device communicator on another stream is refused on every process",
+          "[cuda][distributed][errors]") {
+  const auto dc = mismatch_case();
+  const auto rounds = run_gpu({dc->calls()}, {buffer_space::device, false, true});
+  for (const auto& got : rounds[0]) {  // each process finds it in its own checks
+    INFO(got.error);
+    CHECK(got.kind == "invalid_argument");
+    CHECK(got.error.find("comm: its collectives run on another stream than the executor's") != std::string::npos);
   }
 }

@@ -52,6 +52,9 @@ TEST_CASE("nccl_communicator: one rank, sums are the data and a gather is a copy
   CHECK(c.size() == 1);
   CHECK(c.space() == resrl::buffer_space::device);
   CHECK(c.stream() == g.stream());
+  CHECK(c.ordered_on(g.stream()));  // what the CUDA calls check before using it
+  const gpu other;
+  CHECK_FALSE(c.ordered_on(other.stream()));
 
   device_buffer<float> f(floats);
   device_buffer<double> d(doubles);

@@ -27,6 +27,14 @@ class communicator {
   virtual int size() const = 0;
   /// Memory the buffers of sum and gather must be in.
   virtual buffer_space space() const = 0;
+  /// For a device communicator: false when its collectives are known to be
+  /// enqueued on another stream than `stream` (a cudaStream_t), which would
+  /// race with the kernels that fill and read its buffers. The CUDA calls
+  /// refuse such a communicator. Unknown: true.
+  virtual bool ordered_on(const void* stream) const {
+    (void)stream;
+    return true;
+  }
 
   /// data[i] <- the sum of data[i] over all processes, for i < count. Every
   /// process receives the same values.

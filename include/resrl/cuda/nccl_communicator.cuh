@@ -63,6 +63,7 @@ class nccl_communicator final : public communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   buffer_space space() const override { return buffer_space::device; }
+  bool ordered_on(const void* stream) const override { return stream == static_cast<const void*>(stream_); }
   ncclComm_t comm() const { return comm_; }
   cudaStream_t stream() const { return stream_; }
 

@@ -87,6 +87,7 @@ class host_collectives final : public communicator {
   int rank() const override { return comm_.rank(); }
   int size() const override { return comm_.size(); }
   buffer_space space() const override { return buffer_space::host; }
+  bool ordered_on(const void* stream) const override { return comm_.ordered_on(stream); }
   void sum(float* data, std::size_t count) override { sum_of(data, count); }
   void sum(double* data, std::size_t count) override { sum_of(data, count); }
 
@@ -96,7 +97,9 @@ class host_collectives final : public communicator {
     for (int r = 0; r < comm_.size(); ++r) total += recv_bytes[r];
     const stream_buffer mine(send_bytes, stream_), all(total, stream_);
     copy_on(stream_, mine.view().data, send, send_bytes, cudaMemcpyHostToDevice);
+    before_collective();
     comm_.gather(mine.view().data, send_bytes, all.view().data, recv_bytes);
+    after_collective();
     copy_on(stream_, recv, all.view().data, total, cudaMemcpyDeviceToHost);
     RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
@@ -107,9 +110,21 @@ class host_collectives final : public communicator {
     if (comm_.space() == buffer_space::host) return comm_.sum(data, count);
     const stream_buffer staged(count * sizeof(T), stream_);
     copy_on(stream_, staged.view().data, data, count * sizeof(T), cudaMemcpyHostToDevice);
+    before_collective();
     comm_.sum(static_cast<T*>(staged.view().data), count);
+    after_collective();
     copy_on(stream_, data, staged.view().data, count * sizeof(T), cudaMemcpyDeviceToHost);
     RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // A device communicator on another stream than the call's is refused, but
+  // only after the first of these collectives, which must then still give
+  // every process the same values: synchronise around it.
+  void before_collective() const {
+    if (!comm_.ordered_on(stream_)) RESRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void after_collective() const {
+    if (!comm_.ordered_on(stream_)) RESRL_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   communicator& comm_;

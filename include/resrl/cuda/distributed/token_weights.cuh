@@ -77,6 +77,9 @@ global_batch gather_spread_batch(const cuda_executor& exec, communicator& host, 
     RESRL_EXPECTS(B * T < (index_t{1} << 31) - 1, "hidden: B x T = ", B * T,
                   " tokens; the CUDA backend takes at most 2^31 - 2 per call");
     scope.emplace(exec);
+    RESRL_EXPECTS(host.ordered_on(exec.stream), "comm: its collectives run on another stream than the executor's (",
+                  static_cast<const void*>(exec.stream),
+                  "); build the NCCL communicator on the executor (nccl_communicator(comm, exec))");
     check_pointers(exec, in, out);
     device_sample_records(exec, in, records);
   });
