@@ -73,6 +73,21 @@ struct distributed_case {
   bool positive(std::int64_t b) const;
 };
 
+/// f(case) for small_config(3) over every small cut set, with group ids and
+/// rollout_n, with the exact and the randomized solver.
+template <class F>
+void for_each_small_case(F&& f) {
+  for (const auto& cuts : small_cut_sets())
+    for (const bool rollout : {false, true})
+      for (const resrl::subspace_solver solver : {resrl::subspace_solver::exact, resrl::subspace_solver::randomized}) {
+        batch_spec s;
+        s.config = small_config(3);
+        s.rollout = rollout;
+        const distributed_case dc(s, params_of(solver), cuts);
+        f(dc);
+      }
+}
+
 /// The first few of many differences, for the log.
 class differences {
  public:

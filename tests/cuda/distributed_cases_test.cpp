@@ -27,27 +27,22 @@ void check_equals_one_process(const distributed_case& dc, const std::vector<proc
 TEST_CASE("distributed fixture: the host distributed call on the process batches equals the CPU call",
           "[distributed][fixture]") {
   bool only_positives = false, only_negatives = false, empty = false, split_rollout_group = false;
-  for (const auto& cuts : small_cut_sets())
-    for (const bool rollout : {false, true})
-      for (const subspace_solver solver : {subspace_solver::exact, subspace_solver::randomized}) {
-        batch_spec s;
-        s.config = small_config(3);
-        s.rollout = rollout;
-        const distributed_case dc(s, params_of(solver), cuts);
-        INFO(dc.label);
-        for (const auto& process : holdings(dc)) {
-          int groups_held = 0;
-          for (const holding& h : process) {
-            only_positives |= h.positives > 0 && h.negatives == 0;
-            only_negatives |= h.negatives > 0 && h.positives == 0;
-            groups_held += h.positives + h.negatives > 0;
-          }
-          empty |= groups_held == 0;
-        }
-        for (const auto& slice : dc.slices)  // more groups than ceil(B / rollout_n)
-          split_rollout_group |= rollout && slice->groups.size() > static_cast<std::size_t>((slice->B + 4) / 5);
-        check_equals_one_process(dc, cpu_token_weights_distributed(dc.calls()), cpu_token_weights(dc.call, dc.params));
+  for_each_small_case([&](const distributed_case& dc) {
+    INFO(dc.label);
+    for (const auto& process : holdings(dc)) {
+      int groups_held = 0;
+      for (const holding& h : process) {
+        only_positives |= h.positives > 0 && h.negatives == 0;
+        only_negatives |= h.negatives > 0 && h.positives == 0;
+        groups_held += h.positives + h.negatives > 0;
       }
+      empty |= groups_held == 0;
+    }
+    const bool rollout = dc.call.rollout_n > 0;
+    for (const auto& slice : dc.slices)  // more groups than ceil(B / rollout_n)
+      split_rollout_group |= rollout && slice->groups.size() > static_cast<std::size_t>((slice->B + 4) / 5);
+    check_equals_one_process(dc, cpu_token_weights_distributed(dc.calls()), cpu_token_weights(dc.call, dc.params));
+  });
   CHECK(only_positives);
   CHECK(only_negatives);
   CHECK(empty);

@@ -258,15 +258,7 @@ TEST_CASE("gpu distributed token weights: 2, 3 and 4 processes holding parts of 
   // a group, or no sample; with rollout_n, processes starting inside a
   // group. Group ids and rollout_n, both solvers. The 3-process runs query
   // the workspace size (a collective) and pass a workspace.
-  for (const auto& cuts : small_cut_sets())
-    for (const bool rollout : {false, true})
-      for (const subspace_solver solver : {subspace_solver::exact, subspace_solver::randomized}) {
-        batch_spec s;
-        s.config = small_config(3);
-        s.rollout = rollout;
-        const distributed_case dc(s, params_of(solver), cuts);
-        check_case(dc, cuts.size() == 4);
-      }
+  for_each_small_case([](const distributed_case& dc) { check_case(dc, dc.cuts.size() == 4); });
 }
 
 TEST_CASE("gpu distributed token weights: solvers, settings, input types and score forms equal one process",

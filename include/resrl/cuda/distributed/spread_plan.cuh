@@ -43,9 +43,9 @@ struct spread_plan {
   std::vector<std::int32_t> begin, subsample_end, kept_end, negative_end;  // G each
   std::vector<std::int32_t> sample_base;                                   // B
   std::vector<std::uint8_t> positive;                                      // B
-  gather_tables candidates;            // subsampling groups' candidates
+  gather_tables candidates;                                                // subsampling groups' candidates
   std::vector<std::int64_t> selection;  // per subsampling group: g, first candidate, count per process
-  gather_tables distances;             // weighted groups' negative distances
+  gather_tables distances;              // weighted groups' negative distances
   std::vector<std::int32_t> quantile_begin, quantile_count;  // G: the group's gathered distances
   std::vector<std::int32_t> diagnostics_slot;                // G: this process's record (-1: none)
 };
@@ -183,7 +183,8 @@ inline spread_plan make_spread_plan(const global_batch& gb, index_t batch, index
     return std::min<std::int64_t>(p.states[static_cast<std::size_t>(g)].used, gb.positive_on(g, r));
   };
   p.candidates = make_gather_tables(S, P, me, sizeof(candidate), candidates_of, [&](index_t j) {
-    return static_cast<std::int64_t>(p.states[static_cast<std::size_t>(subsampled[static_cast<std::size_t>(j)])].segment);
+    return static_cast<std::int64_t>(
+        p.states[static_cast<std::size_t>(subsampled[static_cast<std::size_t>(j)])].segment);
   });
   for (index_t j = 0; j < S; ++j) {
     p.selection.push_back(subsampled[static_cast<std::size_t>(j)]);
@@ -191,9 +192,11 @@ inline spread_plan make_spread_plan(const global_batch& gb, index_t batch, index
     for (int r = 0; r < P; ++r) p.selection.push_back(candidates_of(j, r));
   }
   p.distances = make_gather_tables(
-      W, P, me, sizeof(float), [&](index_t j, int r) { return gb.negative_on(weighted[static_cast<std::size_t>(j)], r); },
+      W, P, me, sizeof(float),
+      [&](index_t j, int r) { return gb.negative_on(weighted[static_cast<std::size_t>(j)], r); },
       [&](index_t j) {
-        return static_cast<std::int64_t>(p.states[static_cast<std::size_t>(weighted[static_cast<std::size_t>(j)])].segment);
+        return static_cast<std::int64_t>(
+            p.states[static_cast<std::size_t>(weighted[static_cast<std::size_t>(j)])].segment);
       });
   for (index_t j = 0; j < W; ++j) {
     const auto g = static_cast<std::size_t>(weighted[static_cast<std::size_t>(j)]);
@@ -307,8 +310,8 @@ inline library_sizes query_spread_library_sizes(const cuda_executor& exec, const
     RESRL_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
         nullptr, bytes, static_cast<const std::uint64_t*>(nullptr), static_cast<std::uint64_t*>(nullptr),
         static_cast<const std::uint64_t*>(nullptr), static_cast<std::uint64_t*>(nullptr),
-        static_cast<int>(p.candidates.received), static_cast<int>(p.candidates.segments()), offset_ptr{},
-        offset_ptr{}, 0, 64, exec.stream));
+        static_cast<int>(p.candidates.received), static_cast<int>(p.candidates.segments()), offset_ptr{}, offset_ptr{},
+        0, 64, exec.stream));
     l.sort_bytes = std::max(l.sort_bytes, bytes);
   }
   RESRL_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortKeys(

@@ -71,18 +71,18 @@ global_batch gather_spread_batch(const cuda_executor& exec, communicator& host, 
                                  const token_weight_outputs& out, bool check_outputs) {
   static_assert(is_hidden_type_v<Hidden>, "the CUDA backend reads hidden states as float, __half or __nv_bfloat16");
   const index_t B = in.hidden.batch, T = in.hidden.tokens;
-  return ::resrl::detail::gather_global_batch(host, in, params, ::resrl::detail::compute_kind::gpu_float,
-                                              [&](std::int64_t* records) {
-    if (check_outputs) ::resrl::detail::check_token_weight_outputs(out, B, T);
-    RESRL_EXPECTS(B * T < (index_t{1} << 31) - 1, "hidden: B x T = ", B * T,
-                  " tokens; the CUDA backend takes at most 2^31 - 2 per call");
-    scope.emplace(exec);
-    RESRL_EXPECTS(host.ordered_on(exec.stream), "comm: its collectives run on another stream than the executor's (",
-                  static_cast<const void*>(exec.stream),
-                  "); build the NCCL communicator on the executor (nccl_communicator(comm, exec))");
-    check_pointers(exec, in, out);
-    device_sample_records(exec, in, records);
-  });
+  return ::resrl::detail::gather_global_batch(
+      host, in, params, ::resrl::detail::compute_kind::gpu_float, [&](std::int64_t* records) {
+        if (check_outputs) ::resrl::detail::check_token_weight_outputs(out, B, T);
+        RESRL_EXPECTS(B * T < (index_t{1} << 31) - 1, "hidden: B x T = ", B * T,
+                      " tokens; the CUDA backend takes at most 2^31 - 2 per call");
+        scope.emplace(exec);
+        RESRL_EXPECTS(host.ordered_on(exec.stream), "comm: its collectives run on another stream than the executor's (",
+                      static_cast<const void*>(exec.stream),
+                      "); build the NCCL communicator on the executor (nccl_communicator(comm, exec))");
+        check_pointers(exec, in, out);
+        device_sample_records(exec, in, records);
+      });
 }
 
 /// Uploads a host table into its device room on the stream.
@@ -144,8 +144,8 @@ inline void select_spread_subsample(const tw_context& c, device_collectives& com
       static_cast<int>(t.segments()), offset_ptr{x.candidates.segment_begin}, offset_ptr{x.candidates.segment_end}, 0,
       64, c.stream));
   select_kept_kernel<<<grid_x(t.segments(), 1), 256, 0, c.stream>>>(x.selection, t.segments(), processes, rank, x.keys,
-                                                                   x.positions, x.keys_sorted, x.positions_sorted,
-                                                                   b.states, b.segments.kept_end);
+                                                                    x.positions, x.keys_sorted, x.positions_sorted,
+                                                                    b.states, b.segments.kept_end);
   RESRL_CUDA_CHECK_LAUNCH("select_kept_kernel");
 }
 
@@ -154,7 +154,7 @@ inline void select_spread_subsample(const tw_context& c, device_collectives& com
 inline void spread_column_mean(const tw_context& c, device_collectives& comm, double* sums) {
   const index_t G = c.s.G, H = c.s.H;
   fold_column_sums_kernel<<<grid_x(G * (H + 1), 256), 256, 0, c.stream>>>(c.b.states, G, H, tuning::column_slices,
-                                                                         c.b.mean_partial, sums);
+                                                                          c.b.mean_partial, sums);
   RESRL_CUDA_CHECK_LAUNCH("fold_column_sums_kernel");
   comm.sum(sums, G * (H + 1));
   column_mean_kernel<<<grid_x(G * H, 256), 256, 0, c.stream>>>(c.b.states, G, H, 1, sums, c.b.mean);
@@ -202,8 +202,8 @@ void run_spread_token_weights(const cuda_executor& exec, device_collectives& com
     auto hidden = in.hidden;
     hidden.features = s.H;  // a process without tokens still takes part in H-sized sums
     scatter_tokens_kernel<256><<<grid_x(B, 1), 256, 0, exec.stream>>>(groups, in.response_mask, in.excluded, T,
-                                                                       b.positive, b.sample_base, b.states,
-                                                                       b.positive_list, b.negative_list);
+                                                                      b.positive, b.sample_base, b.states,
+                                                                      b.positive_list, b.negative_list);
     RESRL_CUDA_CHECK_LAUNCH("scatter_tokens_kernel");
     if (s.subsample) {
       sort_by_subsample_key(c, rules.seed);
