@@ -236,3 +236,28 @@ TEST_CASE("cuda group plans: an empty batch matches any grouping of it", "[cuda]
   std::vector<std::int64_t> ids{0, 0, 1, 1};
   CHECK_THROWS_WITH(plan.check_matches(resrl::grouping::by_ids(ids.data(), 4), 4), Catch::Contains("rollout_n grouping"));
 }
+
+TEST_CASE("group layout packing: the view over the packed ids gives each group's members, ids and each sample's group",
+          "[cuda][layout]") {
+  namespace d = resrl::cuda::detail;
+  const std::vector<std::int64_t> ids = {7, 3, 7, 9, 3, 3, 7, 11};
+  const auto batch = static_cast<resrl::index_t>(ids.size());
+  const d::packed_layout packed = d::pack_group_layout(resrl::grouping::by_ids(ids.data(), batch), batch);
+  REQUIRE(packed.count == 4);
+  CHECK(packed.max_size == 3);
+  CHECK(static_cast<resrl::index_t>(packed.data.size()) == d::packed_layout_elements(batch, packed.count));
+  CHECK(d::packed_layout_elements(batch, packed.count) <= d::packed_layout_elements(batch));  // what a workspace holds
+  const resrl::cuda::device_groups view = d::packed_view(packed.data.data(), batch, packed.count, packed.max_size);
+  const std::vector<std::int64_t> first_appearance = {7, 3, 9, 11};
+  for (resrl::index_t g = 0; g < view.count; ++g) {
+    CHECK(view.id(g) == first_appearance[static_cast<std::size_t>(g)]);
+    for (resrl::index_t i = view.begin(g); i < view.end(g); ++i) {
+      CHECK(ids[static_cast<std::size_t>(view.member(i))] == view.id(g));
+      if (i > view.begin(g)) CHECK(view.member(i - 1) < view.member(i));  // batch order
+    }
+  }
+  resrl::index_t members = 0;
+  for (resrl::index_t b = 0; b < batch; ++b) CHECK(view.id(view.group(b)) == ids[static_cast<std::size_t>(b)]);
+  for (resrl::index_t g = 0; g < view.count; ++g) members += view.end(g) - view.begin(g);
+  CHECK(members == batch);
+}

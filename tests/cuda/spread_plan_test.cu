@@ -108,7 +108,7 @@ local_lists lists_of(const spread_case& c, const d::spread_plan& p, int r) {
   const index_t B = local_batch(c, r), first = c.cuts[static_cast<std::size_t>(r)];
   local_lists l{std::vector<std::int64_t>(static_cast<std::size_t>(B * T), -1),
                 std::vector<std::int64_t>(static_cast<std::size_t>(B * T), -1)};
-  const auto view = d::spread_groups_view(p.layout.data(), B, p.shape.G);
+  const auto view = d::packed_view(p.layout.data(), B, p.shape.G, 0);
   for (index_t b = 0; b < B; ++b) {
     const d::group_state& s = p.states[static_cast<std::size_t>(view.group(b))];
     if (s.skipped != 0) continue;
@@ -154,7 +154,7 @@ TEST_CASE("distributed CUDA plan: every process's view holds its samples and the
       for (int r = 0; r < P; ++r) {
         const d::spread_plan& p = plans[static_cast<std::size_t>(r)];
         const index_t first = c.cuts[static_cast<std::size_t>(r)];
-        const auto view = d::spread_groups_view(p.layout.data(), local_batch(c, r), p.shape.G);
+        const auto view = d::packed_view(p.layout.data(), local_batch(c, r), p.shape.G, 0);
         REQUIRE(p.shape.G == G);
         CHECK(view.id(g) == whole.layout.ids[g]);
         for (index_t i = view.begin(g); i < view.end(g); ++i) {  // its samples of g, ascending

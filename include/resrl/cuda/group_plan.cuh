@@ -20,9 +20,11 @@ namespace resrl::cuda {
 
 namespace detail {
 
-/// int64 elements of a packed layout for B samples: offsets (B + 1),
-/// members (B), ids (B), group_of (B); G <= B, so the size needs no ids.
-inline index_t packed_layout_elements(index_t batch) { return 4 * batch + 1; }
+/// int64 elements of a packed layout of G groups over B samples: offsets
+/// (G + 1), members (B), ids (G), group_of (B).
+inline index_t packed_layout_elements(index_t batch, index_t groups) { return 2 * batch + 2 * groups + 1; }
+/// The most a batch of B samples needs (G <= B), without counting groups.
+inline index_t packed_layout_elements(index_t batch) { return packed_layout_elements(batch, batch); }
 
 /// The layout of an id grouping, packed for one upload.
 struct packed_layout {
@@ -39,11 +41,11 @@ inline packed_layout pack_group_layout(const grouping& groups, index_t batch) {
   packed_layout p;
   p.count = layout.count;
   p.max_size = layout.max_size;
-  p.data.assign(static_cast<std::size_t>(packed_layout_elements(batch)), 0);
+  p.data.assign(static_cast<std::size_t>(packed_layout_elements(batch, layout.count)), 0);
   std::int64_t* offsets = p.data.data();
-  std::int64_t* members = offsets + batch + 1;
+  std::int64_t* members = offsets + layout.count + 1;
   std::int64_t* ids = members + batch;
-  std::int64_t* group_of = ids + batch;
+  std::int64_t* group_of = ids + layout.count;
   for (index_t g = 0; g <= layout.count; ++g) offsets[g] = layout.offsets[g];
   for (index_t g = 0; g < layout.count; ++g) {
     ids[g] = layout.ids[g];
@@ -62,9 +64,9 @@ inline device_groups packed_view(const std::int64_t* device_data, index_t batch,
   v.batch = batch;
   v.max_size = max_size;
   v.offsets = device_data;
-  v.members = device_data + batch + 1;
+  v.members = device_data + count + 1;
   v.ids = v.members + batch;
-  v.group_of = v.ids + batch;
+  v.group_of = v.ids + count;
   return v;
 }
 

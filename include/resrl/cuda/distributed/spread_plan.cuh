@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "resrl/core/distributed/global_batch.hpp"
+#include "resrl/cuda/group_plan.cuh"
 #include "resrl/cuda/kernels/spread.cuh"
 #include "resrl/cuda/token_weights_plan.cuh"
 
@@ -38,7 +39,7 @@ struct gather_tables {
 
 struct spread_plan {
   tw_shape shape;
-  std::vector<std::int64_t> layout;  // packed device_groups: offsets (G + 1), members (B), ids (G), group_of (B)
+  std::vector<std::int64_t> layout;  // this process's groups, packed (group_plan.cuh): see packed_view
   std::vector<group_state> states;   // G
   std::vector<std::int32_t> begin, subsample_end, kept_end, negative_end;  // G each
   std::vector<std::int32_t> sample_base;                                   // B
@@ -105,7 +106,7 @@ inline spread_plan make_spread_plan(const global_batch& gb, index_t batch, index
   s.tokens = B * T;
 
   // This process's samples of each global group, in batch order.
-  p.layout.assign(static_cast<std::size_t>(2 * B + 2 * G + 1), 0);
+  p.layout.assign(static_cast<std::size_t>(packed_layout_elements(B, G)), 0);  // packed as group_plan.cuh packs
   std::int64_t* offsets = p.layout.data();
   std::int64_t* members = offsets + G + 1;
   std::int64_t* ids = members + B;
@@ -219,19 +220,6 @@ inline std::size_t largest_collective_bytes(const spread_plan& p) {
     bytes = std::max({bytes, n(s.G * s.H * s.q_max) * sizeof(float), n(s.G * s.q_max * s.q_max) * sizeof(double)});
   bytes = std::max(bytes, n(p.candidates.sent + p.candidates.received) * sizeof(candidate));
   return std::max(bytes, n(p.distances.sent + p.distances.received) * sizeof(float));
-}
-
-/// This process's view of the global groups, at `device_data` (the plan's
-/// packed layout, uploaded).
-inline device_groups spread_groups_view(const std::int64_t* device_data, index_t batch, index_t groups) {
-  device_groups v;
-  v.count = groups;
-  v.batch = batch;
-  v.offsets = device_data;
-  v.members = device_data + groups + 1;
-  v.ids = v.members + batch;
-  v.group_of = v.ids + groups;
-  return v;
 }
 
 /// Device copies of a gather's tables and its buffers.

@@ -195,7 +195,7 @@ void run_spread_token_weights(const cuda_executor& exec, device_collectives& com
     RESRL_CUDA_CHECK_LAUNCH("fill_outputs_kernel");
   }
   if (s.G == 0) return;
-  const device_groups groups = spread_groups_view(x.layout, B, s.G);
+  const device_groups groups = packed_view(x.layout, B, s.G, 0);
   const tw_context c{exec.stream, exec.cublas, exec.cusolver, s, b, groups, &comm, gb.first()};
   const auto rules = ::resrl::detail::rules_of(params);
   if (s.solve) {
