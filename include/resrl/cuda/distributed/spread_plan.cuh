@@ -323,4 +323,9 @@ inline spread_call_buffers carve_spread_call(workspace_arena& a, const spread_pl
   return b;
 }
 
+/// Workspace bytes of the call (the carving itself, measured).
+inline std::size_t spread_call_bytes(const spread_plan& p, const library_sizes& l) {
+  return workspace_bytes([&](workspace_arena& a) { carve_spread_call(a, p, l); });
+}
+
 }  // namespace resrl::cuda::detail

@@ -50,14 +50,11 @@ void device_sample_records(const cuda_executor& exec, const token_weight_inputs<
   classify_samples_kernel<<<grid_x(B, 1), 256, 0, exec.stream>>>(in.scores, in.response_mask, in.excluded, B, T,
                                                                  positive, valid, nullptr, status);
   RESRL_CUDA_CHECK_LAUNCH("classify_samples_kernel");
-  device_status s;
   std::vector<std::uint8_t> host_positive(static_cast<std::size_t>(B));
   std::vector<std::int32_t> host_valid(static_cast<std::size_t>(B));
-  copy_on(exec.stream, &s, status, sizeof s, cudaMemcpyDeviceToHost);
   copy_on(exec.stream, host_positive.data(), positive, host_positive.size(), cudaMemcpyDeviceToHost);
   copy_on(exec.stream, host_valid.data(), valid, host_valid.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost);
-  RESRL_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
-  throw_if_failed(s);
+  check_status(exec, scratch.view());  // waits for the copies too; the status is the scratch's first record
   for (index_t b = 0; b < B; ++b)
     records[b] = std::int64_t{host_valid[static_cast<std::size_t>(b)]} * 2 + host_positive[static_cast<std::size_t>(b)];
 }
@@ -237,7 +234,7 @@ std::size_t spread_workspace_bytes(const cuda_executor& exec, communicator& comm
   sizing.run([&] {
     const spread_plan p = make_spread_plan(gb, in.hidden.batch, in.hidden.tokens, params);
     const library_sizes l = query_spread_library_sizes(exec, p);
-    bytes = workspace_bytes([&](workspace_arena& a) { carve_spread_call(a, p, l); });
+    bytes = spread_call_bytes(p, l);
   });
   ::resrl::detail::agree(host, sizing, "could not size the call (its own exception says why)");
   return bytes;
@@ -262,7 +259,7 @@ void spread_token_weights(const cuda_executor& exec, communicator& comm, const t
     p = make_spread_plan(gb, in.hidden.batch, in.hidden.tokens, params);
     const library_sizes l = query_spread_library_sizes(exec, p);
     if (ws.data == nullptr) {
-      owned.emplace(workspace_bytes([&](workspace_arena& a) { carve_spread_call(a, p, l); }), exec.stream);
+      owned.emplace(spread_call_bytes(p, l), exec.stream);
       ws = owned->view();
     }
     auto arena = workspace_arena_of(ws, "token_weights");
@@ -275,11 +272,8 @@ void spread_token_weights(const cuda_executor& exec, communicator& comm, const t
 
   // What the device recorded (a NaN or Inf hidden state, a failed solve),
   // raised on every process.
-  device_status s;
-  copy_on(exec.stream, &s, all.local.status, sizeof s, cudaMemcpyDeviceToHost);
-  RESRL_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
   local_failure finish;
-  finish.run([&] { throw_if_failed(s); });
+  finish.run([&] { check_status(exec, ws); });
   ::resrl::detail::agree<non_finite_input>(host, finish,
                                            "found a NaN or Inf hidden state or a failed solve (its own exception says "
                                            "which sample and token, or which group)");
